@@ -1,0 +1,70 @@
+package dlxretry
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ErrClosed is returned by calls on a [Consumer] or [Publisher] that has stopped.
+var ErrClosed = errors.New("dlxretry: closed")
+
+// ErrUnroutable is wrapped by publish errors when the broker returned a
+// mandatory message because no queue was bound to take it.
+var ErrUnroutable = errors.New("dlxretry: message unroutable")
+
+// ErrNacked is wrapped by publish errors when the broker answered a publish
+// with a negative confirm.
+var ErrNacked = errors.New("dlxretry: message nacked by broker")
+
+// ConfigError reports an invalid [Topology] field or option value.
+type ConfigError struct {
+	Field   string // for example "Topology.Delays[1]" or "WithPrefetch"
+	Problem string
+}
+
+func (e *ConfigError) Error() string {
+	return "dlxretry: invalid " + e.Field + ": " + e.Problem
+}
+
+func invalid(field, format string, args ...interface{}) *ConfigError {
+	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+// DeclareError reports a failed declaration. When an entity exists with other
+// arguments (the broker's PRECONDITION_FAILED), Argument names the one that
+// differs. It wraps the broker's error, so errors.As with *amqp.Error works.
+// The channel the declaration ran on is closed by the broker after such an error.
+type DeclareError struct {
+	Kind     string // "queue", "exchange" or "binding"
+	Name     string
+	Argument string // the inequivalent argument, when the broker named one
+	Err      error
+}
+
+func (e *DeclareError) Error() string {
+	if e.Argument != "" {
+		return fmt.Sprintf("dlxretry: %s %q exists with a different %s: %v", e.Kind, e.Name, e.Argument, e.Err)
+	}
+	return fmt.Sprintf("dlxretry: declare %s %q: %v", e.Kind, e.Name, e.Err)
+}
+
+func (e *DeclareError) Unwrap() error { return e.Err }
+
+var inequivalentArg = regexp.MustCompile(`inequivalent arg '([^']+)'`)
+
+func declareError(kind, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	de := &DeclareError{Kind: kind, Name: name, Err: err}
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
+		if m := inequivalentArg.FindStringSubmatch(ae.Reason); m != nil {
+			de.Argument = m[1]
+		}
+	}
+	return de
+}

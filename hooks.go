@@ -1,0 +1,42 @@
+package dlxretry
+
+import "time"
+
+// Hooks are called as deliveries are settled, to feed metrics or traces. A
+// nil field is skipped. Hooks run on the goroutine that handled the delivery,
+// after the broker has been told the outcome; keep them quick.
+type Hooks struct {
+	OnAck   func(AckEvent)
+	OnRetry func(RetryEvent)
+	OnPark  func(ParkEvent)
+}
+
+// AckEvent reports a delivery the handler succeeded with.
+type AckEvent struct {
+	Delivery *Delivery
+	Queue    string
+	Attempt  int           // 1 for a first delivery
+	Duration time.Duration // how long the handler ran
+}
+
+// RetryEvent reports a failed delivery sent to a retry tier.
+type RetryEvent struct {
+	Delivery *Delivery
+	Queue    string
+	Attempt  int // the attempt that failed
+	Tier     int // the tier it waits in, 1-based
+	Delay    time.Duration
+	Err      error
+	Duration time.Duration
+}
+
+// ParkEvent reports a delivery moved to the parking queue, or one that could
+// not be (ParkErr is set and the message went round the retry path instead).
+type ParkEvent struct {
+	Delivery *Delivery
+	Queue    string
+	Attempt  int
+	Err      error // why it was parked
+	ParkErr  error // why parking failed, or nil
+	Duration time.Duration
+}

@@ -1,0 +1,133 @@
+// Package brokertest finds a RabbitMQ broker for tests and gives each test
+// names of its own.
+//
+// The broker is, in order: the one RABBITMQ_URL names; one on
+// localhost:5672; a container started with testcontainers-go where Docker
+// runs. With none of them, tests skip with a hint, unless
+// DLXRETRY_REQUIRE_BROKER is set (as CI does), which makes them fail.
+package brokertest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+// RequireEnv is the variable that turns a missing broker into a failure.
+const RequireEnv = "DLXRETRY_REQUIRE_BROKER"
+
+const localURL = "amqp://guest:guest@localhost:5672/"
+
+var (
+	once   sync.Once
+	url    string
+	urlErr error
+)
+
+// URL returns the URL of a broker the test can use, or skips the test.
+func URL(t testing.TB) string {
+	t.Helper()
+	once.Do(func() { url, urlErr = find() })
+	if urlErr != nil {
+		msg := fmt.Sprintf("no RabbitMQ broker: %v; set RABBITMQ_URL, run one on localhost:5672 or start Docker", urlErr)
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return url
+}
+
+func find() (string, error) {
+	if u := os.Getenv("RABBITMQ_URL"); u != "" {
+		return u, nil
+	}
+	if c, err := net.DialTimeout("tcp", "localhost:5672", time.Second); err == nil {
+		c.Close()
+		return localURL, nil
+	}
+	return startContainer()
+}
+
+// startContainer runs a RabbitMQ container for the life of the test binary;
+// testcontainers' reaper removes it afterwards.
+func startContainer() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image:        "rabbitmq:3.13",
+			ExposedPorts: []string{"5672/tcp"},
+			WaitingFor:   wait.ForLog("Server startup complete").WithStartupTimeout(2 * time.Minute),
+		},
+		Started: true,
+	})
+	if err != nil {
+		return "", fmt.Errorf("testcontainers: %w", err)
+	}
+	host, err := c.Host(ctx)
+	if err != nil {
+		return "", err
+	}
+	port, err := c.MappedPort(ctx, "5672/tcp")
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("amqp://guest:guest@%s/", net.JoinHostPort(host, port.Port())), nil
+}
+
+// Dial opens a connection named after the test, closed when the test ends.
+func Dial(t testing.TB) *amqp.Connection {
+	t.Helper()
+	return DialNamed(t, Name(t, "conn"))
+}
+
+// DialNamed opens a connection with the given connection_name, closed when
+// the test ends. Fault tests close it by name with rabbitmqctl.
+func DialNamed(t testing.TB, name string) *amqp.Connection {
+	t.Helper()
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(name)
+	conn, err := amqp.DialConfig(URL(t), amqp.Config{Properties: props})
+	if err != nil {
+		t.Fatalf("dial broker: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// Channel opens a channel on a new connection, closed when the test ends.
+func Channel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	ch, err := Dial(t).Channel()
+	if err != nil {
+		t.Fatalf("open channel: %v", err)
+	}
+	return ch
+}
+
+var unsafe = regexp.MustCompile(`[^a-zA-Z0-9]+`)
+
+// Name returns a name unique to this run of the test: "t.<test>.<what>.<random>".
+func Name(t testing.TB, what string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	test := strings.Trim(unsafe.ReplaceAllString(t.Name(), "-"), "-")
+	if len(test) > 60 {
+		test = test[len(test)-60:]
+	}
+	return "t." + test + "." + what + "." + hex.EncodeToString(b)
+}

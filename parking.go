@@ -1,0 +1,133 @@
+package dlxretry
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Headers the library writes on a parked message. The message keeps its own
+// headers, x-death included, beside them.
+const (
+	HeaderQueue              = "x-dlxretry-queue"               // the work queue it failed in
+	HeaderError              = "x-dlxretry-error"               // the last error's text, bounded in length
+	HeaderAttempts           = "x-dlxretry-attempts"            // deliveries it had, as int64
+	HeaderParkedAt           = "x-dlxretry-parked-at"           // when it was parked, an AMQP timestamp
+	HeaderOriginalExchange   = "x-dlxretry-original-exchange"   // the exchange it was first published to
+	HeaderOriginalRoutingKey = "x-dlxretry-original-routing-key" // the key it was first published with
+	HeaderPermanent          = "x-dlxretry-permanent"           // true if the handler said Permanent
+)
+
+// parker publishes failed messages to the parking exchange with publisher
+// confirms and mandatory routing, one at a time: parking is the rare path.
+type parker struct {
+	mu      sync.Mutex
+	ch      *amqp.Channel
+	returns chan amqp.Return
+	topo    Topology
+	limit   int
+}
+
+func newParker(ch *amqp.Channel, t Topology, errorTextLimit int) (*parker, error) {
+	if ch == nil {
+		return nil, invalid("channel", "must not be nil")
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("dlxretry: confirm mode for parking: %w", err)
+	}
+	p := &parker{ch: ch, topo: t, limit: errorTextLimit, returns: make(chan amqp.Return, 1)}
+	ch.NotifyReturn(p.returns)
+	return p, nil
+}
+
+// park returns nil once the broker has confirmed the parked copy. The broker
+// sends a return before the confirm of the same message, so a return is
+// waiting by the time the confirm arrives.
+func (p *parker) park(ctx context.Context, d *Delivery, cause error) error {
+	msg := p.parked(d, cause, time.Now())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drainReturns()
+	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.topo.ParkingExchange(), d.OriginalRoutingKey(), true, false, msg)
+	if err != nil {
+		return fmt.Errorf("dlxretry: publish to %s: %w", p.topo.ParkingExchange(), err)
+	}
+	acked, err := dc.WaitContext(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("dlxretry: confirm from %s: %w", p.topo.ParkingExchange(), err)
+	case !acked:
+		return fmt.Errorf("%w: publish to %s", ErrNacked, p.topo.ParkingExchange())
+	}
+	select {
+	case r := <-p.returns:
+		return fmt.Errorf("%w: %s returned it: %s", ErrUnroutable, p.topo.ParkingExchange(), r.ReplyText)
+	default:
+		return nil
+	}
+}
+
+func (p *parker) drainReturns() {
+	for {
+		select {
+		case <-p.returns:
+		default:
+			return
+		}
+	}
+}
+
+// parked builds the parking copy: the same body and properties, persistent,
+// without an expiration (a parked message waits for a person) or a user id
+// (the broker checks it against the publishing connection's user).
+func (p *parker) parked(d *Delivery, cause error, now time.Time) amqp.Publishing {
+	h := make(amqp.Table, len(d.Headers)+7)
+	for k, v := range d.Headers {
+		h[k] = v
+	}
+	h[HeaderQueue] = p.topo.Queue
+	h[HeaderError] = truncateUTF8(errorText(cause), p.limit)
+	h[HeaderAttempts] = int64(d.Attempt)
+	h[HeaderParkedAt] = now.UTC().Truncate(time.Second)
+	h[HeaderOriginalExchange] = d.OriginalExchange()
+	h[HeaderOriginalRoutingKey] = d.OriginalRoutingKey()
+	h[HeaderPermanent] = isPermanent(cause)
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    amqp.Persistent,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a rune, marking the cut.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}

@@ -1,0 +1,346 @@
+package dlxretry
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// QueueType selects the kind of queue a [Topology] declares.
+type QueueType string
+
+// Queue types.
+const (
+	// Classic queues: dead-lettering is at-most-once.
+	Classic QueueType = "classic"
+	// Quorum queues: replicated, with at-least-once dead-lettering.
+	Quorum QueueType = "quorum"
+)
+
+// neverDeliveryLimit is the quorum x-delivery-limit the topology sets: a
+// positive value so large that it means "never" on every broker version (on
+// 3.x -1 drops a message on its first return; 4.x defaults to 20).
+const neverDeliveryLimit = 1 << 30
+
+// maxDelay is the longest tier delay: x-message-ttl is a 32-bit millisecond count.
+const maxDelay = time.Duration(1<<31-1) * time.Millisecond
+
+// Binding binds the work queue to an exchange declared by someone else.
+type Binding struct {
+	Exchange string
+	Key      string
+}
+
+// Topology describes a work queue and its broker-routed retry path:
+//
+//	Queue            the work queue; dead-letters to Queue.retry
+//	Queue.retry      direct exchange; tier key i routes to tier i+1,
+//	                 anything else (a first failure) to its alternate
+//	                 exchange Queue.retry.first, which feeds tier 1
+//	tier queues      one per delay, named Queue.retry.<i>.<delay>, with
+//	                 queue TTL; they dead-letter to Queue.requeue
+//	Queue.requeue    direct exchange that routes tier keys to Queue only
+//	Queue.parking    exchange and queue for messages that will not succeed
+//
+// A Topology is plain data; declare it with [Topology.Declare]. The zero value
+// is not valid: Queue, Delays and MaxAttempts must be set. Type defaults to
+// [Classic]; Exchange, Bindings and BindingKeys are optional.
+type Topology struct {
+	// Queue is the work queue's name.
+	Queue string
+	// Delays is the retry schedule: Delays[0] is the wait after the first
+	// failure, Delays[1] after the second, and the last one repeats. Each is a
+	// whole number of milliseconds, at least 1ms.
+	Delays []time.Duration
+	// MaxAttempts is how many deliveries a message gets: once it has failed
+	// MaxAttempts times it is parked. At least 1.
+	MaxAttempts int
+	// Type is Classic (the default when empty) or Quorum. Quorum queues get
+	// at-least-once dead-lettering (x-dead-letter-strategy=at-least-once with
+	// x-overflow=reject-publish) and a delivery limit that never triggers.
+	Type QueueType
+	// Exchange, when set, is a work exchange the topology owns: Declare
+	// declares it (durable, of ExchangeKind) and binds Queue to it with each
+	// of BindingKeys.
+	Exchange string
+	// ExchangeKind is the kind of Exchange; "topic" when empty.
+	ExchangeKind string
+	// BindingKeys bind Queue to Exchange; {"#"} when empty.
+	BindingKeys []string
+	// Bindings bind Queue to exchanges the user declares.
+	Bindings []Binding
+}
+
+// RetryExchange is the name of the exchange Queue dead-letters into.
+func (t Topology) RetryExchange() string { return t.Queue + ".retry" }
+
+// FirstRetryExchange is the retry exchange's alternate exchange, which feeds tier 1.
+func (t Topology) FirstRetryExchange() string { return t.Queue + ".retry.first" }
+
+// RequeueExchange is where tier queues dead-letter to; it routes to Queue only.
+func (t Topology) RequeueExchange() string { return t.Queue + ".requeue" }
+
+// ParkingExchange is the exchange parked messages are published to.
+func (t Topology) ParkingExchange() string { return t.Queue + ".parking" }
+
+// ParkingQueue is the queue parked messages wait in.
+func (t Topology) ParkingQueue() string { return t.Queue + ".parking" }
+
+// Tiers is the number of tier queues: len(Delays).
+func (t Topology) Tiers() int { return len(t.Delays) }
+
+// TierQueue names tier i (1-based). Its name carries its delay, so a changed
+// schedule declares new queues rather than clashing with the old ones.
+func (t Topology) TierQueue(i int) string {
+	return t.Queue + ".retry." + strconv.Itoa(i) + "." + t.Delays[i-1].String()
+}
+
+// TierKey is the routing key a message carries after leaving tier i
+// (1-based); it is what a handler sees as the routing key of a retry.
+func (t Topology) TierKey(i int) string { return t.Queue + ".tier." + strconv.Itoa(i) }
+
+// Delay is the wait after the n-th failure (1-based): the last delay repeats.
+func (t Topology) Delay(failures int) time.Duration { return t.Delays[t.tierFor(failures)-1] }
+
+// tierFor is the tier a message enters after its n-th failure.
+func (t Topology) tierFor(failures int) int {
+	return max(1, min(failures, len(t.Delays)))
+}
+
+// Validate reports the first invalid field as a *[ConfigError].
+func (t Topology) Validate() error {
+	if err := validName("Topology.Queue", t.Queue); err != nil {
+		return err
+	}
+	if len(t.Delays) == 0 {
+		return invalid("Topology.Delays", "at least one delay is required")
+	}
+	for i, d := range t.Delays {
+		if err := validDelay(i, d); err != nil {
+			return err
+		}
+	}
+	if t.MaxAttempts < 1 {
+		return invalid("Topology.MaxAttempts", "must be at least 1, got %d", t.MaxAttempts)
+	}
+	if t.Type != "" && t.Type != Classic && t.Type != Quorum {
+		return invalid("Topology.Type", "must be %q or %q, got %q", Classic, Quorum, t.Type)
+	}
+	return t.validateBindings()
+}
+
+func validName(field, name string) error {
+	if name == "" {
+		return invalid(field, "must not be empty")
+	}
+	// The longest derived name adds ".retry.first" or a tier suffix; AMQP
+	// names are at most 255 bytes.
+	if len(name) > 200 {
+		return invalid(field, "must be at most 200 bytes, got %d", len(name))
+	}
+	if len(name) >= 4 && name[:4] == "amq." {
+		return invalid(field, "must not start with the reserved prefix \"amq.\"")
+	}
+	return nil
+}
+
+func validDelay(i int, d time.Duration) error {
+	field := "Topology.Delays[" + strconv.Itoa(i) + "]"
+	switch {
+	case d < time.Millisecond:
+		return invalid(field, "must be at least 1ms, got %v", d)
+	case d%time.Millisecond != 0:
+		return invalid(field, "must be a whole number of milliseconds, got %v", d)
+	case d > maxDelay:
+		return invalid(field, "must be at most %v, got %v", maxDelay, d)
+	}
+	return nil
+}
+
+func (t Topology) validateBindings() error {
+	if t.Exchange == "" {
+		if t.ExchangeKind != "" || len(t.BindingKeys) > 0 {
+			return invalid("Topology.Exchange", "must be set when ExchangeKind or BindingKeys are")
+		}
+	} else if err := validName("Topology.Exchange", t.Exchange); err != nil {
+		return err
+	}
+	switch t.ExchangeKind {
+	case "", amqp.ExchangeDirect, amqp.ExchangeTopic, amqp.ExchangeFanout, amqp.ExchangeHeaders:
+	default:
+		return invalid("Topology.ExchangeKind", "must be direct, topic, fanout or headers, got %q", t.ExchangeKind)
+	}
+	for i, b := range t.Bindings {
+		if b.Exchange == "" {
+			return invalid("Topology.Bindings["+strconv.Itoa(i)+"].Exchange", "must not be empty (the default exchange takes no bindings)")
+		}
+	}
+	return nil
+}
+
+// Declare declares every exchange, queue and binding of the topology on ch,
+// exchanges first so that no queue dead-letters into a missing exchange. It is
+// idempotent: run it again after every reconnect. If something exists with
+// other arguments it returns a *[DeclareError] naming it and the argument,
+// and the broker closes ch. ctx is checked between declarations.
+func (t Topology) Declare(ctx context.Context, ch *amqp.Channel) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	for _, step := range t.declareSteps(ch) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t Topology) declareSteps(ch *amqp.Channel) []func() error {
+	steps := []func() error{
+		t.exchange(ch, t.FirstRetryExchange(), amqp.ExchangeFanout, nil),
+		t.exchange(ch, t.RetryExchange(), amqp.ExchangeDirect, amqp.Table{"alternate-exchange": t.FirstRetryExchange()}),
+		t.exchange(ch, t.RequeueExchange(), amqp.ExchangeDirect, nil),
+		t.exchange(ch, t.ParkingExchange(), amqp.ExchangeFanout, nil),
+	}
+	if t.Exchange != "" {
+		steps = append(steps, t.exchange(ch, t.Exchange, t.exchangeKind(), nil))
+	}
+	steps = append(steps,
+		t.queue(ch, t.ParkingQueue(), t.parkingArgs()),
+		t.bind(ch, t.ParkingQueue(), "", t.ParkingExchange()),
+	)
+	for i := 1; i <= t.Tiers(); i++ {
+		steps = append(steps, t.queue(ch, t.TierQueue(i), t.tierArgs(i)))
+	}
+	steps = append(steps, t.queue(ch, t.Queue, t.workArgs()))
+	return append(steps, t.bindSteps(ch)...)
+}
+
+func (t Topology) bindSteps(ch *amqp.Channel) []func() error {
+	steps := []func() error{t.bind(ch, t.TierQueue(1), "", t.FirstRetryExchange())}
+	for i := 1; i <= t.Tiers(); i++ {
+		next := min(i+1, t.Tiers())
+		steps = append(steps,
+			t.bind(ch, t.TierQueue(next), t.TierKey(i), t.RetryExchange()),
+			t.bind(ch, t.Queue, t.TierKey(i), t.RequeueExchange()),
+		)
+	}
+	for _, key := range t.bindingKeys() {
+		steps = append(steps, t.bind(ch, t.Queue, key, t.Exchange))
+	}
+	for _, b := range t.Bindings {
+		steps = append(steps, t.bind(ch, t.Queue, b.Key, b.Exchange))
+	}
+	return steps
+}
+
+func (t Topology) exchange(ch *amqp.Channel, name, kind string, args amqp.Table) func() error {
+	return func() error {
+		return declareError("exchange", name, ch.ExchangeDeclare(name, kind, true, false, false, false, args))
+	}
+}
+
+func (t Topology) queue(ch *amqp.Channel, name string, args amqp.Table) func() error {
+	return func() error {
+		_, err := ch.QueueDeclare(name, true, false, false, false, args)
+		return declareError("queue", name, err)
+	}
+}
+
+func (t Topology) bind(ch *amqp.Channel, queue, key, exchange string) func() error {
+	return func() error {
+		err := ch.QueueBind(queue, key, exchange, false, nil)
+		return declareError("binding", queue+" to "+exchange+" with key "+strconv.Quote(key), err)
+	}
+}
+
+func (t Topology) exchangeKind() string {
+	if t.ExchangeKind == "" {
+		return amqp.ExchangeTopic
+	}
+	return t.ExchangeKind
+}
+
+func (t Topology) bindingKeys() []string {
+	if t.Exchange == "" {
+		return nil
+	}
+	if len(t.BindingKeys) == 0 {
+		return []string{"#"}
+	}
+	return t.BindingKeys
+}
+
+// workArgs: the work queue dead-letters into the retry exchange keeping the
+// message's routing key (no x-dead-letter-routing-key), so a first failure
+// falls through to the alternate exchange and later ones follow tier keys.
+func (t Topology) workArgs() amqp.Table {
+	args := amqp.Table{"x-dead-letter-exchange": t.RetryExchange()}
+	if t.Type == Quorum {
+		t.quorumDeadLettering(args)
+		args["x-delivery-limit"] = neverDeliveryLimit
+	}
+	return args
+}
+
+func (t Topology) tierArgs(i int) amqp.Table {
+	args := amqp.Table{
+		"x-message-ttl":             t.Delays[i-1].Milliseconds(),
+		"x-dead-letter-exchange":    t.RequeueExchange(),
+		"x-dead-letter-routing-key": t.TierKey(i),
+	}
+	if t.Type == Quorum {
+		t.quorumDeadLettering(args)
+	}
+	return args
+}
+
+func (t Topology) parkingArgs() amqp.Table {
+	if t.Type != Quorum {
+		return nil
+	}
+	return amqp.Table{"x-queue-type": string(Quorum), "x-delivery-limit": neverDeliveryLimit}
+}
+
+func (t Topology) quorumDeadLettering(args amqp.Table) {
+	args["x-queue-type"] = string(Quorum)
+	args["x-dead-letter-strategy"] = "at-least-once"
+	args["x-overflow"] = "reject-publish"
+}
+
+// Delete deletes every queue and exchange the topology declares, messages
+// and all, including the work queue, the parking queue and an owned
+// Exchange. Entities that do not exist are skipped. Use it in tests and
+// migrations.
+func (t Topology) Delete(ctx context.Context, ch *amqp.Channel) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	queues := []string{t.Queue, t.ParkingQueue()}
+	for i := 1; i <= t.Tiers(); i++ {
+		queues = append(queues, t.TierQueue(i))
+	}
+	for _, q := range queues {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			return declareError("queue", q, err)
+		}
+	}
+	exchanges := []string{t.RetryExchange(), t.FirstRetryExchange(), t.RequeueExchange(), t.ParkingExchange()}
+	if t.Exchange != "" {
+		exchanges = append(exchanges, t.Exchange)
+	}
+	for _, x := range exchanges {
+		if err := ch.ExchangeDelete(x, false, false); err != nil {
+			return declareError("exchange", x, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package dlxretry
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Reasons the broker gives in an x-death entry.
+const (
+	ReasonRejected  = "rejected"
+	ReasonExpired   = "expired"
+	ReasonMaxLen    = "maxlen"
+	ReasonDelivery  = "delivery_limit"
+	headerXDeath    = "x-death"
+	xdeathQueue     = "queue"
+	xdeathReason    = "reason"
+	xdeathCount     = "count"
+	xdeathTime      = "time"
+	xdeathExchange  = "exchange"
+	xdeathKeys      = "routing-keys"
+	xdeathOrigExpir = "original-expiration"
+)
+
+// Death is one entry of the broker's x-death header: the message was
+// dead-lettered Count times from Queue for Reason.
+type Death struct {
+	Queue              string
+	Reason             string
+	Count              int64
+	Time               time.Time // when it last happened, as the broker stamped it
+	Exchange           string    // the exchange the message had been published to
+	RoutingKeys        []string  // its routing keys at that time, CC and BCC included
+	OriginalExpiration string    // the per-message expiration it had, if any
+}
+
+// Deaths is the parsed x-death header, most recent first, as the broker keeps it.
+// The zero value (nil) means the message was never dead-lettered.
+type Deaths []Death
+
+// ParseDeaths reads the x-death header from headers. It never panics: an entry
+// that is not a table, or lacks a queue or reason, is skipped, and a field of
+// the wrong type is left at its zero value. The error, when not nil, says what
+// was skipped; the Deaths returned hold every entry that could be read.
+func ParseDeaths(headers amqp.Table) (Deaths, error) {
+	raw, ok := headers[headerXDeath]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	list, ok := raw.([]interface{})
+	if !ok {
+		return nil, fmt.Errorf("dlxretry: x-death is a %T, not an array", raw)
+	}
+	deaths := make(Deaths, 0, len(list))
+	var skipped int
+	for _, item := range list {
+		d, ok := parseDeath(item)
+		if !ok {
+			skipped++
+			continue
+		}
+		deaths = append(deaths, d)
+	}
+	if skipped > 0 {
+		return deaths, fmt.Errorf("dlxretry: x-death: %d of %d entries unreadable", skipped, len(list))
+	}
+	return deaths, nil
+}
+
+func parseDeath(item interface{}) (Death, bool) {
+	t, ok := asTable(item)
+	if !ok {
+		return Death{}, false
+	}
+	d := Death{
+		Queue:              asString(t[xdeathQueue]),
+		Reason:             asString(t[xdeathReason]),
+		Exchange:           asString(t[xdeathExchange]),
+		OriginalExpiration: asString(t[xdeathOrigExpir]),
+		Time:               asTime(t[xdeathTime]),
+	}
+	if d.Queue == "" || d.Reason == "" {
+		return Death{}, false
+	}
+	d.Count, _ = asInt64(t[xdeathCount])
+	if keys, ok := t[xdeathKeys].([]interface{}); ok {
+		d.RoutingKeys = make([]string, 0, len(keys))
+		for _, k := range keys {
+			if s, ok := k.(string); ok {
+				d.RoutingKeys = append(d.RoutingKeys, s)
+			}
+		}
+	}
+	return d, true
+}
+
+// Find returns the entry for queue and reason, if there is one.
+func (ds Deaths) Find(queue, reason string) (Death, bool) {
+	for _, d := range ds {
+		if d.Queue == queue && d.Reason == reason {
+			return d, true
+		}
+	}
+	return Death{}, false
+}
+
+// Rejections is how many times the message was rejected from queue: the count
+// of its {queue, rejected} entry, or 0. With the topology of this package it
+// is the number of failed attempts so far.
+func (ds Deaths) Rejections(queue string) int64 {
+	d, _ := ds.Find(queue, ReasonRejected)
+	if d.Count < 0 {
+		return 0
+	}
+	return d.Count
+}
+
+// OriginalRoutingKey is the routing key the message had when it was first
+// rejected from queue, and false if it never was.
+func (ds Deaths) OriginalRoutingKey(queue string) (string, bool) {
+	d, ok := ds.Find(queue, ReasonRejected)
+	if !ok || len(d.RoutingKeys) == 0 {
+		return "", false
+	}
+	return d.RoutingKeys[0], true
+}
+
+func asTable(v interface{}) (amqp.Table, bool) {
+	switch t := v.(type) {
+	case amqp.Table:
+		return t, true
+	case map[string]interface{}:
+		return amqp.Table(t), true
+	}
+	return nil, false
+}
+
+func asString(v interface{}) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case []byte:
+		return string(s)
+	}
+	return ""
+}
+
+func asTime(v interface{}) time.Time {
+	if t, ok := v.(time.Time); ok {
+		return t
+	}
+	if n, ok := asInt64(v); ok {
+		return time.Unix(n, 0)
+	}
+	return time.Time{}
+}
+
+// asInt64 accepts every integer width the AMQP table codec can produce, and
+// floats that hold a whole number.
+func asInt64(v interface{}) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int32:
+		return int64(n), true
+	case int16:
+		return int64(n), true
+	case int8:
+		return int64(n), true
+	case int:
+		return int64(n), true
+	case uint8:
+		return int64(n), true
+	case uint16:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	case uint64:
+		if n > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(n), true
+	case float64:
+		if n != math.Trunc(n) || math.Abs(n) > 1<<62 {
+			return 0, false
+		}
+		return int64(n), true
+	case float32:
+		return asInt64(float64(n))
+	}
+	return 0, false
+}
