@@ -64,17 +64,24 @@ func (p *parker) park(ctx context.Context, d *Delivery, cause error) error {
 		return fmt.Errorf("%w: publish to %s", ErrNacked, p.topo.ParkingExchange())
 	}
 	select {
-	case r := <-p.returns:
-		return fmt.Errorf("%w: %s returned it: %s", ErrUnroutable, p.topo.ParkingExchange(), r.ReplyText)
+	case r, ok := <-p.returns:
+		if ok {
+			return fmt.Errorf("%w: %s returned it: %s", ErrUnroutable, p.topo.ParkingExchange(), r.ReplyText)
+		}
 	default:
-		return nil
 	}
+	return nil
 }
 
+// drainReturns drops returns left by publishes that gave up waiting; the
+// library closes the channel when the channel dies.
 func (p *parker) drainReturns() {
 	for {
 		select {
-		case <-p.returns:
+		case _, ok := <-p.returns:
+			if !ok {
+				return
+			}
 		default:
 			return
 		}
