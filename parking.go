@@ -13,13 +13,13 @@ import (
 // Headers the library writes on a parked message. The message keeps its own
 // headers, x-death included, beside them.
 const (
-	HeaderQueue              = "x-dlxretry-queue"               // the work queue it failed in
-	HeaderError              = "x-dlxretry-error"               // the last error's text, bounded in length
-	HeaderAttempts           = "x-dlxretry-attempts"            // deliveries it had, as int64
-	HeaderParkedAt           = "x-dlxretry-parked-at"           // when it was parked, an AMQP timestamp
-	HeaderOriginalExchange   = "x-dlxretry-original-exchange"   // the exchange it was first published to
+	HeaderQueue              = "x-dlxretry-queue"                // the work queue it failed in
+	HeaderError              = "x-dlxretry-error"                // the last error's text, bounded in length
+	HeaderAttempts           = "x-dlxretry-attempts"             // deliveries it had, as int64
+	HeaderParkedAt           = "x-dlxretry-parked-at"            // when it was parked, an AMQP timestamp
+	HeaderOriginalExchange   = "x-dlxretry-original-exchange"    // the exchange it was first published to
 	HeaderOriginalRoutingKey = "x-dlxretry-original-routing-key" // the key it was first published with
-	HeaderPermanent          = "x-dlxretry-permanent"           // true if the handler said Permanent
+	HeaderPermanent          = "x-dlxretry-permanent"            // true if the handler said Permanent
 )
 
 // parker publishes failed messages to the parking exchange with publisher

@@ -25,7 +25,7 @@ const (
 const neverDeliveryLimit = 1 << 30
 
 // maxDelay is the longest tier delay: x-message-ttl is a 32-bit millisecond count.
-const maxDelay = time.Duration(1<<31-1) * time.Millisecond
+const maxTierDelay = time.Duration(1<<31-1) * time.Millisecond
 
 // Binding binds the work queue to an exchange declared by someone else.
 type Binding struct {
@@ -153,8 +153,8 @@ func validDelay(i int, d time.Duration) error {
 		return invalid(field, "must be at least 1ms, got %v", d)
 	case d%time.Millisecond != 0:
 		return invalid(field, "must be a whole number of milliseconds, got %v", d)
-	case d > maxDelay:
-		return invalid(field, "must be at most %v, got %v", maxDelay, d)
+	case d > maxTierDelay:
+		return invalid(field, "must be at most %v, got %v", maxTierDelay, d)
 	}
 	return nil
 }
@@ -166,6 +166,8 @@ func (t Topology) validateBindings() error {
 		}
 	} else if err := validName("Topology.Exchange", t.Exchange); err != nil {
 		return err
+	} else if t.ownExchange(t.Exchange) {
+		return invalid("Topology.Exchange", "%q is one of the topology's own exchanges", t.Exchange)
 	}
 	switch t.ExchangeKind {
 	case "", amqp.ExchangeDirect, amqp.ExchangeTopic, amqp.ExchangeFanout, amqp.ExchangeHeaders:
@@ -173,11 +175,23 @@ func (t Topology) validateBindings() error {
 		return invalid("Topology.ExchangeKind", "must be direct, topic, fanout or headers, got %q", t.ExchangeKind)
 	}
 	for i, b := range t.Bindings {
+		field := "Topology.Bindings[" + strconv.Itoa(i) + "].Exchange"
 		if b.Exchange == "" {
-			return invalid("Topology.Bindings["+strconv.Itoa(i)+"].Exchange", "must not be empty (the default exchange takes no bindings)")
+			return invalid(field, "must not be empty (the default exchange takes no bindings)")
+		}
+		if t.ownExchange(b.Exchange) {
+			return invalid(field, "%q is one of the topology's own exchanges", b.Exchange)
 		}
 	}
 	return nil
+}
+
+func (t Topology) ownExchange(name string) bool {
+	switch name {
+	case t.RetryExchange(), t.FirstRetryExchange(), t.RequeueExchange(), t.ParkingExchange():
+		return true
+	}
+	return false
 }
 
 // Declare declares every exchange, queue and binding of the topology on ch,

@@ -30,14 +30,16 @@ type Death struct {
 	Queue              string
 	Reason             string
 	Count              int64
-	Time               time.Time // when it last happened, as the broker stamped it
+	Time               time.Time // when it first happened; later deaths raise Count only
 	Exchange           string    // the exchange the message had been published to
 	RoutingKeys        []string  // its routing keys at that time, CC and BCC included
 	OriginalExpiration string    // the per-message expiration it had, if any
 }
 
-// Deaths is the parsed x-death header, most recent first, as the broker keeps it.
-// The zero value (nil) means the message was never dead-lettered.
+// Deaths is the parsed x-death header, in the order the broker sent it. Only
+// the first entry is reliably the latest (3.10 reorders the older ones on
+// each dead-lettering), so look entries up with [Deaths.Find]. The zero value
+// (nil) means the message was never dead-lettered.
 type Deaths []Death
 
 // ParseDeaths reads the x-death header from headers. It never panics: an entry
@@ -88,7 +90,7 @@ func parseDeath(item interface{}) (Death, bool) {
 	if keys, ok := t[xdeathKeys].([]interface{}); ok {
 		d.RoutingKeys = make([]string, 0, len(keys))
 		for _, k := range keys {
-			if s, ok := k.(string); ok {
+			if s := asString(k); s != "" {
 				d.RoutingKeys = append(d.RoutingKeys, s)
 			}
 		}

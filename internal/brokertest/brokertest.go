@@ -68,7 +68,7 @@ func startContainer() (string, error) {
 	defer cancel()
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: testcontainers.ContainerRequest{
-			Image:        "rabbitmq:3.13",
+			Image:        "rabbitmq:4",
 			ExposedPorts: []string{"5672/tcp"},
 			WaitingFor:   wait.ForLog("Server startup complete").WithStartupTimeout(2 * time.Minute),
 		},

@@ -1,0 +1,133 @@
+// Package dlxretry gives RabbitMQ consumers a retry path that the broker
+// routes: a message whose handler fails waits in a delay queue and comes back
+// to its work queue later, and after enough failures it is parked in a queue
+// of its own where a person or a script can look at it, replay it or drop it.
+// There is no hot requeue loop, no sleeping in the consumer, and no publish by
+// the client on the retry path: each retry is one basic.nack, and the broker
+// moves the message and counts the failures.
+//
+// # Topology
+//
+// A [Topology] describes a work queue Q and its delay schedule d1 … dK
+// ([Topology].Delays; the last delay repeats). [Topology.Declare] declares:
+//
+//	        publisher (key "order.created")
+//	                     |
+//	                     v
+//	  your exchange, or Topology.Exchange
+//	                     |
+//	                     v
+//	+-------------> Q (work queue) ---- handler fails: basic.nack(requeue=false),
+//	|                    |              the broker dead-letters the message
+//	|                    v
+//	|             Q.retry (direct) ---- key Q.tier.i ---------------+
+//	|                    |                                          |
+//	|        any other key (a first failure)                        |
+//	|                    v                                          |
+//	|   Q.retry.first (fanout; alternate exchange of Q.retry)       |
+//	|                    |                                          v
+//	|                    v                            tier i+1 (key Q.tier.K: tier K)
+//	|                 tier 1                                        |
+//	|                    |                                          |
+//	|    tier queues Q.retry.<i>.<delay>: x-message-ttl = di, no consumers;
+//	|    when it expires the broker dead-letters with key Q.tier.i
+//	|                    |                                          |
+//	|                    v                                          |
+//	+-- keys Q.tier.* -- Q.requeue (direct) <-----------------------+
+//
+//	consumer --- MaxAttempts failures, or Permanent ---> Q.parking (fanout) ---> Q.parking (queue)
+//	             (published with confirms, then the original is acked)
+//
+// Q has x-dead-letter-exchange = Q.retry and no dead-letter routing key, so a
+// rejected message keeps the key it has. The exchanges are declared before
+// the queues that dead-letter into them. Tier queues are named after their
+// delay, so a changed schedule declares new queues instead of clashing with
+// the old ones; a declaration that does clash with what the broker has is
+// reported as a *[DeclareError] naming the entity and the argument.
+// Declare is idempotent: [Consumer.Run] calls it after every reconnect.
+// [Topology.Delete] removes it all.
+//
+// # How a failure travels
+//
+//  1. The handler fails. The consumer nacks without requeue. The broker
+//     dead-letters the message to Q.retry with the routing key it has.
+//  2. First failure: the key is the publisher's own. Q.retry has no binding
+//     for it, so its alternate exchange Q.retry.first sends it to tier 1.
+//  3. The tier's queue TTL expires; the broker dead-letters the message to
+//     Q.requeue with the tier's key ([Topology.TierKey]), which routes only to
+//     Q, never to other queues bound to the same exchange.
+//  4. Next failure: the key is now the tier key; Q.retry routes it to the next
+//     tier. The last tier's key loops on the last tier.
+//  5. Once a message has failed [Topology].MaxAttempts times, or its handler
+//     returned a [Permanent] error, the consumer publishes a copy to
+//     Q.parking with publisher confirms and acks the original only after the
+//     confirm: a crash in between leaves a duplicate in parking, never a loss.
+//
+// Because every message in a tier has the same delay, a short retry never
+// waits behind a long one. Every message in the cycle re-enters it by a
+// rejection, which RabbitMQ requires of dead-letter cycles; Q itself must
+// not dead-letter for any other reason (no TTL, no length limit on it).
+//
+// # Handlers
+//
+// A [Handler] returns the outcome of a delivery:
+//
+//   - nil: the delivery is acked.
+//   - an error: it is retried after the next delay of the schedule.
+//   - an error wrapped with [Permanent]: it is parked now.
+//
+// A handler that panics has failed with a *[PanicError]; one that runs past
+// [WithHandlerTimeout] sees its context cancelled, and what it returns still
+// decides. The handler must not ack, nack or reject the [Delivery] itself.
+//
+// [Delivery].Attempt is 1 on the first delivery and one more than the number
+// of failures so far, which the broker counts: it is the count of the x-death
+// entry for (Q, rejected) ([Deaths.Rejections]), never a copy of x-death that
+// a client published. On a retry the delivery's RoutingKey is the tier key;
+// [Delivery.OriginalRoutingKey] and [Delivery.OriginalExchange] give where
+// the message was first published.
+//
+// # Redeliveries
+//
+// A message whose handler crashes the process, or whose connection dies, is
+// redelivered by the broker without a rejection. Quorum queues count these
+// returns in the x-delivery-count header; when it exceeds [WithRedeliveryLimit]
+// (5 by default) the consumer records the failure [ErrRedeliveryLimit] without
+// running the handler again and nacks the message, so a poison message enters
+// the retry cycle, and eventually parking, instead of crashing consumers
+// forever. The topology gives quorum queues an x-delivery-limit so large that
+// the broker never applies it, because the broker's own limit would
+// dead-letter without a rejection. Classic queues do not count redeliveries.
+//
+// # Running
+//
+// [NewConsumer] checks a topology, a handler and [Option] values; [Consumer.Run]
+// connects, declares, consumes with the configured concurrency and prefetch,
+// reconnects with backoff, and returns after its context is cancelled and
+// the handlers in flight have finished. Users with their own consume loop
+// use [Wrap], which turns a handler into a function that settles each
+// delivery the same way.
+//
+// Parked messages keep their body, headers and most properties (persistent,
+// without an expiration), and get the
+// headers [HeaderQueue], [HeaderError], [HeaderAttempts], [HeaderParkedAt],
+// [HeaderOriginalExchange], [HeaderOriginalRoutingKey] and [HeaderPermanent].
+//
+// # Concurrency
+//
+// A [Topology] is plain data and may be shared. A [Consumer] is run once, by
+// one call of [Consumer.Run]. With [WithConcurrency] above 1 the handler and
+// the [Hooks] are called from several goroutines at once, so they must be safe
+// for concurrent use. The function returned by [Wrap] is safe for concurrent
+// use.
+//
+// Nothing is logged unless a *slog.Logger is given with [WithLogger]; [Hooks]
+// report each ack, retry and park, for metrics.
+//
+// # Broker versions
+//
+// RabbitMQ 3.13.0–3.13.2 can drop dead-lettered messages in cycles like this
+// one; 3.13.3 and later only keep them with the feature flag
+// message_containers_deaths_v2 enabled. The consumer logs a warning when it
+// connects to a 3.13 broker. 3.10–3.12 and 4.x work as described.
+package dlxretry
