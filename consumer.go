@@ -8,170 +8,213 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
+// consumerTag names the consumer on its channel.
+const consumerTag = "dlxretry"
+
 // Consumer consumes a [Topology]'s work queue and runs a [Handler] on each
 // delivery, settling it as [Wrap] does. Create it with [NewConsumer] and
-// start it with [Consumer.Run]. A Consumer runs once; it holds no
-// connection before Run.
+// start it with [Consumer.Run]. A Consumer holds no connection outside Run;
+// call Run once at a time.
 type Consumer struct {
-	url  string
+	urls []string
 	topo Topology
 	proc *processor
 	opts options
 }
 
 // NewConsumer checks the topology and options and returns a Consumer that
-// will connect to url (an amqp:// or amqps:// URI) when run. It does not
-// connect.
+// will connect to url (an amqp:// or amqps:// URI), or the URLs of
+// [WithURLs] in turn, when run. It does not connect.
 func NewConsumer(url string, t Topology, h Handler, opts ...Option) (*Consumer, error) {
-	if _, err := amqp.ParseURI(url); err != nil {
-		return nil, invalid("url", "%v", err)
-	}
 	p, err := newProcessor(t, h, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{url: url, topo: t, proc: p, opts: p.opts}, nil
+	urls, err := brokerURLs(url, p.opts.urls)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{urls: urls, topo: t, proc: p, opts: p.opts}, nil
 }
 
-// Run connects, declares the topology, and handles deliveries with the
-// configured concurrency until ctx is cancelled. When the connection fails it
-// reconnects with capped exponential backoff and declares again. A delivery
-// received on a channel that has died is never acked on another one: the
-// broker redelivers it.
+// Run connects, declares the topology, sets the prefetch and handles
+// deliveries with the configured concurrency until ctx is cancelled. When
+// the connection or a channel fails, or the broker cancels the consumer (its
+// queue was deleted), Run reconnects with capped exponential backoff and
+// jitter, trying the brokers in turn, and declares again. A delivery received
+// on a channel that has died is never acked on another one: the broker
+// redelivers it.
 //
-// When ctx is cancelled Run stops consuming, lets the handlers in flight
-// finish (their contexts are not cancelled), closes the connection, so that
-// prefetched messages not yet started return to the queue, and returns nil.
-// It returns an error early only for what reconnecting cannot fix: refused
-// credentials or vhost, or a topology that clashes with what the broker has.
+// When ctx is cancelled Run stops consuming and waits for the handlers in
+// flight (their contexts stay alive) up to the shutdown timeout; prefetched
+// messages not yet started return to the queue when it closes the
+// connection. It then returns nil, or [ErrShutdownTimeout]. It returns early
+// only for what reconnecting cannot fix: refused credentials or vhost, or a
+// topology that clashes with what the broker has (a *[DeclareError]).
 func (c *Consumer) Run(ctx context.Context) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 10 * time.Second
-	b.MaxElapsedTime = 0
-	for {
-		err := c.session(ctx, b.Reset)
+	b := newBackoff(&c.opts)
+	for attempt := 0; ; attempt++ {
+		url := c.urls[attempt%len(c.urls)]
+		err := c.serve(ctx, url, b.Reset)
 		if ctx.Err() != nil {
+			if errors.Is(err, ErrShutdownTimeout) {
+				return err
+			}
 			return nil
 		}
 		if fatal(err) {
 			return err
 		}
 		wait := b.NextBackOff()
-		c.opts.logger.Warn("consumer connection lost; reconnecting", "queue", c.topo.Queue, "error", err, "in", wait)
-		select {
-		case <-ctx.Done():
+		c.opts.disconnected(url, err, wait)
+		if sleep(ctx, wait) != nil {
 			return nil
-		case <-time.After(wait):
 		}
 	}
 }
 
-// fatal tells errors that another connection attempt cannot fix.
-func fatal(err error) bool {
-	var de *DeclareError
-	if errors.As(err, &de) && de.Argument != "" {
-		return true
-	}
-	return errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL)
+// session is one connection's consuming state.
+type session struct {
+	conn        *amqp.Connection
+	ch          *amqp.Channel
+	proc        processor
+	deliveries  <-chan amqp.Delivery
+	chClosed    chan *amqp.Error
+	parkClosed  chan *amqp.Error
+	stopHandles context.CancelFunc // ends handling of further deliveries
 }
 
-// session is one connection's life: it returns when the connection or
-// channel dies, the broker cancels the consumer, or ctx is cancelled.
-func (c *Consumer) session(ctx context.Context, connected func()) error {
-	conn, err := dial(c.url, c.opts.connName)
+// serve is one connection's life. It returns when the connection or a
+// channel dies, the broker cancels the consumer, or ctx is cancelled (then
+// with nil or ErrShutdownTimeout).
+func (c *Consumer) serve(ctx context.Context, url string, connected func()) error {
+	conn, err := dial(url, c.opts.connName)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	c.warnOnBrokerVersion(conn)
-	stop := make(chan struct{})
-	defer close(stop)
-	deliveries, closed, err := c.open(ctx, conn, stop)
+	s, err := c.open(ctx, conn)
 	if err != nil {
 		return err
 	}
 	connected()
+	c.opts.connected(url)
+	handleCtx, stopHandling := context.WithCancel(ctx)
+	s.stopHandles = stopHandling
+	defer stopHandling()
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	done := c.startWorkers(handleCtx, hctx, s)
+	return c.supervise(ctx, s, done, cancelHandlers)
+}
+
+// open declares the topology and starts consuming.
+func (c *Consumer) open(ctx context.Context, conn *amqp.Connection) (*session, error) {
+	s := &session{conn: conn, proc: *c.proc}
+	var err error
+	if s.ch, err = conn.Channel(); err != nil {
+		return nil, err
+	}
+	if err := c.topo.Declare(ctx, s.ch); err != nil {
+		return nil, err
+	}
+	pch, err := conn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	if s.proc.park, err = newParker(pch, c.topo, c.opts.errorTextLimit); err != nil {
+		return nil, err
+	}
+	s.parkClosed = pch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := s.ch.Qos(c.opts.prefetch, 0, false); err != nil {
+		return nil, fmt.Errorf("dlxretry: set prefetch: %w", err)
+	}
+	s.chClosed = s.ch.NotifyClose(make(chan *amqp.Error, 1))
+	if s.deliveries, err = s.ch.Consume(c.topo.Queue, consumerTag, false, false, false, false, nil); err != nil {
+		return nil, fmt.Errorf("dlxretry: consume %s: %w", c.topo.Queue, err)
+	}
+	return s, nil
+}
+
+// startWorkers runs the handlers; done is closed when the delivery stream
+// has ended and every handler has returned.
+func (c *Consumer) startWorkers(handleCtx, hctx context.Context, s *session) <-chan struct{} {
 	var wg sync.WaitGroup
 	for range c.opts.concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.work(ctx, deliveries)
+			for d := range s.deliveries {
+				if handleCtx.Err() != nil {
+					continue // left unacked: the broker requeues it when the channel closes
+				}
+				s.proc.process(hctx, d)
+			}
 		}()
 	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil
-	}
-	select {
-	case err := <-closed:
-		if err != nil {
-			return err
-		}
-	default:
-	}
-	return errors.New("dlxretry: delivery stream ended (consumer cancelled by the broker?)")
-}
-
-func dial(url, name string) (*amqp.Connection, error) {
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(name)
-	return amqp.DialConfig(url, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
-}
-
-// open declares the topology and starts consuming; closed reports the
-// consuming channel's death.
-func (c *Consumer) open(ctx context.Context, conn *amqp.Connection, stop <-chan struct{}) (<-chan amqp.Delivery, chan *amqp.Error, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := c.topo.Declare(ctx, ch); err != nil {
-		return nil, nil, err
-	}
-	pch, err := conn.Channel()
-	if err != nil {
-		return nil, nil, err
-	}
-	if c.proc.park, err = newParker(pch, c.topo, c.opts.errorTextLimit); err != nil {
-		return nil, nil, err
-	}
-	if err := ch.Qos(c.opts.prefetch, 0, false); err != nil {
-		return nil, nil, fmt.Errorf("dlxretry: set prefetch: %w", err)
-	}
-	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	const tag = "dlxretry"
-	deliveries, err := ch.Consume(c.topo.Queue, tag, false, false, false, false, nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dlxretry: consume %s: %w", c.topo.Queue, err)
-	}
+	done := make(chan struct{})
 	go func() {
-		select {
-		case <-ctx.Done():
-			// Ends the delivery stream; the channel stays open for the acks
-			// of handlers in flight.
-			_ = ch.Cancel(tag, false)
-		case <-stop:
-		}
+		wg.Wait()
+		close(done)
 	}()
-	return deliveries, closed, nil
+	return done
 }
 
-// work handles deliveries until the stream ends or ctx is cancelled; a
-// delivery received after cancellation is left for the broker to requeue.
-func (c *Consumer) work(ctx context.Context, deliveries <-chan amqp.Delivery) {
-	hctx := context.WithoutCancel(ctx)
-	for d := range deliveries {
-		if ctx.Err() != nil {
-			continue
-		}
-		c.proc.process(hctx, d)
+// supervise waits for the session to end and says why.
+func (c *Consumer) supervise(ctx context.Context, s *session, done <-chan struct{}, cancelHandlers context.CancelFunc) error {
+	select {
+	case <-done:
+		return streamEnded(s)
+	case err := <-s.parkClosed:
+		s.stop()
+		<-done
+		return fmt.Errorf("dlxretry: parking channel closed: %w", closeErr(err))
+	case <-ctx.Done():
+		s.stop()
+		return c.drain(done, cancelHandlers)
 	}
+}
+
+// stop ends the delivery stream; the channel stays open for the acks of
+// handlers in flight.
+func (s *session) stop() {
+	s.stopHandles()
+	_ = s.ch.Cancel(consumerTag, false)
+}
+
+func (c *Consumer) drain(done <-chan struct{}, cancelHandlers context.CancelFunc) error {
+	t := time.NewTimer(c.opts.shutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		cancelHandlers()
+		c.opts.logger.Warn("handlers still running at the shutdown timeout", "queue", c.topo.Queue)
+		return ErrShutdownTimeout
+	}
+}
+
+// streamEnded tells a closed channel from a consumer the broker cancelled;
+// the close notice can trail the end of the stream by a moment.
+func streamEnded(s *session) error {
+	select {
+	case err := <-s.chClosed:
+		return fmt.Errorf("dlxretry: channel closed: %w", closeErr(err))
+	case <-time.After(100 * time.Millisecond):
+		return errors.New("dlxretry: the broker cancelled the consumer (was the queue deleted?)")
+	}
+}
+
+func closeErr(err *amqp.Error) error {
+	if err == nil {
+		return amqp.ErrClosed
+	}
+	return err
 }
 
 func (c *Consumer) warnOnBrokerVersion(conn *amqp.Connection) {

@@ -6,9 +6,12 @@ import "time"
 // nil field is skipped. Hooks run on the goroutine that handled the delivery,
 // after the broker has been told the outcome; keep them quick.
 type Hooks struct {
-	OnAck   func(AckEvent)
-	OnRetry func(RetryEvent)
-	OnPark  func(ParkEvent)
+	OnAck        func(AckEvent)
+	OnRetry      func(RetryEvent)
+	OnPark       func(ParkEvent)
+	OnPublish    func(PublishEvent)    // each [Publisher.Publish], after it settles
+	OnConnect    func(ConnectEvent)    // a connection is up (and, for a Consumer, the topology declared)
+	OnDisconnect func(DisconnectEvent) // a connection attempt failed or a connection was lost
 }
 
 // AckEvent reports a delivery the handler succeeded with.
@@ -39,4 +42,24 @@ type ParkEvent struct {
 	Err      error // why it was parked
 	ParkErr  error // why parking failed, or nil
 	Duration time.Duration
+}
+
+// PublishEvent reports the outcome of a [Publisher.Publish].
+type PublishEvent struct {
+	Exchange   string
+	RoutingKey string
+	Err        error // nil once confirmed
+	Duration   time.Duration
+}
+
+// ConnectEvent reports a connection that is up.
+type ConnectEvent struct {
+	Broker string // the URL, password hidden
+}
+
+// DisconnectEvent reports a failed connection attempt or a lost connection.
+type DisconnectEvent struct {
+	Broker  string
+	Err     error
+	RetryIn time.Duration // the wait before the next attempt
 }

@@ -18,6 +18,10 @@ type options struct {
 	errorTextLimit  int
 	connName        string
 	handlerTimeout  time.Duration
+	shutdownTimeout time.Duration
+	urls            []string
+	reconnectMin    time.Duration
+	reconnectMax    time.Duration
 }
 
 func defaultOptions() options {
@@ -27,6 +31,9 @@ func defaultOptions() options {
 		redeliveryLimit: 5,
 		errorTextLimit:  1024,
 		connName:        "dlxretry",
+		shutdownTimeout: 30 * time.Second,
+		reconnectMin:    100 * time.Millisecond,
+		reconnectMax:    10 * time.Second,
 	}
 }
 
@@ -56,6 +63,10 @@ func (o *options) validate() error {
 		return invalid("WithErrorTextLimit", "must be between 16 and 65536 bytes, got %d", o.errorTextLimit)
 	case o.handlerTimeout < 0:
 		return invalid("WithHandlerTimeout", "must not be negative, got %v", o.handlerTimeout)
+	case o.shutdownTimeout <= 0:
+		return invalid("WithShutdownTimeout", "must be positive, got %v", o.shutdownTimeout)
+	case o.reconnectMin <= 0 || o.reconnectMax < o.reconnectMin:
+		return invalid("WithReconnectDelay", "want 0 < min <= max, got %v and %v", o.reconnectMin, o.reconnectMax)
 	}
 	if o.prefetch == 0 {
 		o.prefetch = 2 * o.concurrency
@@ -99,3 +110,21 @@ func WithConnectionName(name string) Option { return func(o *options) { o.connNa
 // consumer_timeout (30 minutes by default), or the broker closes the channel.
 // The default is no timeout.
 func WithHandlerTimeout(d time.Duration) Option { return func(o *options) { o.handlerTimeout = d } }
+
+// WithShutdownTimeout bounds how long [Consumer.Run] waits, once its context
+// is cancelled, for handlers in flight. When it passes, their contexts are
+// cancelled, the connection is closed (their messages return to the queue)
+// and Run returns [ErrShutdownTimeout]. The default is 30 seconds.
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithURLs adds broker URLs (other nodes of a cluster). Connection attempts
+// go through the URL given to the constructor and these in turn. The default
+// is none.
+func WithURLs(urls ...string) Option { return func(o *options) { o.urls = append(o.urls, urls...) } }
+
+// WithReconnectDelay sets the backoff between connection attempts: it starts
+// at min, grows exponentially with jitter, and is capped at max. The default
+// is 100ms to 10s.
+func WithReconnectDelay(min, max time.Duration) Option {
+	return func(o *options) { o.reconnectMin, o.reconnectMax = min, max }
+}

@@ -3,7 +3,6 @@ package dlxretry
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -23,69 +22,31 @@ const (
 )
 
 // parker publishes failed messages to the parking exchange with publisher
-// confirms and mandatory routing, one at a time: parking is the rare path.
+// confirms and mandatory routing.
 type parker struct {
-	mu      sync.Mutex
-	ch      *amqp.Channel
-	returns chan amqp.Return
-	topo    Topology
-	limit   int
+	cc    *confirmChannel
+	topo  Topology
+	limit int
 }
 
 func newParker(ch *amqp.Channel, t Topology, errorTextLimit int) (*parker, error) {
 	if ch == nil {
 		return nil, invalid("channel", "must not be nil")
 	}
-	if err := ch.Confirm(false); err != nil {
-		return nil, fmt.Errorf("dlxretry: confirm mode for parking: %w", err)
+	cc, err := newConfirmChannel(ch)
+	if err != nil {
+		return nil, err
 	}
-	p := &parker{ch: ch, topo: t, limit: errorTextLimit, returns: make(chan amqp.Return, 1)}
-	ch.NotifyReturn(p.returns)
-	return p, nil
+	return &parker{cc: cc, topo: t, limit: errorTextLimit}, nil
 }
 
-// park returns nil once the broker has confirmed the parked copy. The broker
-// sends a return before the confirm of the same message, so a return is
-// waiting by the time the confirm arrives.
+// park returns nil once the broker has confirmed the parked copy.
 func (p *parker) park(ctx context.Context, d *Delivery, cause error) error {
 	msg := p.parked(d, cause, time.Now())
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.drainReturns()
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.topo.ParkingExchange(), d.OriginalRoutingKey(), true, false, msg)
-	if err != nil {
-		return fmt.Errorf("dlxretry: publish to %s: %w", p.topo.ParkingExchange(), err)
-	}
-	acked, err := dc.WaitContext(ctx)
-	switch {
-	case err != nil:
-		return fmt.Errorf("dlxretry: confirm from %s: %w", p.topo.ParkingExchange(), err)
-	case !acked:
-		return fmt.Errorf("%w: publish to %s", ErrNacked, p.topo.ParkingExchange())
-	}
-	select {
-	case r, ok := <-p.returns:
-		if ok {
-			return fmt.Errorf("%w: %s returned it: %s", ErrUnroutable, p.topo.ParkingExchange(), r.ReplyText)
-		}
-	default:
+	if err := p.cc.publish(ctx, p.topo.ParkingExchange(), d.OriginalRoutingKey(), msg); err != nil {
+		return fmt.Errorf("dlxretry: park in %s: %w", p.topo.ParkingExchange(), err)
 	}
 	return nil
-}
-
-// drainReturns drops returns left by publishes that gave up waiting; the
-// library closes the channel when the channel dies.
-func (p *parker) drainReturns() {
-	for {
-		select {
-		case _, ok := <-p.returns:
-			if !ok {
-				return
-			}
-		default:
-			return
-		}
-	}
 }
 
 // parked builds the parking copy: the same body and properties, persistent,

@@ -80,6 +80,10 @@ func (e *PanicError) Error() string { return fmt.Sprintf("dlxretry: handler pani
 // allows: its handler keeps crashing the consumer.
 var ErrRedeliveryLimit = errors.New("dlxretry: delivery came back unacked too often")
 
+// ErrShutdownTimeout is returned by [Consumer.Run] when handlers were still
+// running when the shutdown timeout passed.
+var ErrShutdownTimeout = errors.New("dlxretry: handlers still running at the shutdown timeout")
+
 type action int
 
 const (
