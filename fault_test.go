@@ -21,9 +21,9 @@ func TestLoadSurvivesConnectionCuts(t *testing.T) {
 				dlxretry.WithConcurrency(workers), dlxretry.WithPrefetch(prefetch),
 				dlxretry.WithReconnectDelay(50*time.Millisecond, time.Second))
 			pub := newPublisher(t, name+".publisher")
-			cutter := brokertest.StartCutter(t, name, 200*time.Millisecond)
+			cutter := brokertest.StartCutter(t, name, 100*time.Millisecond)
 
-			retries := l.publishAll(t, pub)
+			retries := l.publishAll(t, pub, 1000)
 			l.waitSettled(t, 3*time.Minute)
 			cuts, err := cutter.Stop()
 			if err != nil {

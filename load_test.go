@@ -61,9 +61,10 @@ func (l *mixedLoad) handle(ctx context.Context, d *dlxretry.Delivery) error {
 	return err
 }
 
-// publishAll publishes every message with the Publisher, publishing again
-// any whose Publish returned an error, from several goroutines.
-func (l *mixedLoad) publishAll(t *testing.T, p *dlxretry.Publisher) (retries int) {
+// publishAll publishes every message with the Publisher, about perSecond a
+// second from several goroutines, publishing again any whose Publish
+// returned an error.
+func (l *mixedLoad) publishAll(t *testing.T, p *dlxretry.Publisher, perSecond int) (retries int) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	const workers = 8
@@ -71,7 +72,10 @@ func (l *mixedLoad) publishAll(t *testing.T, p *dlxretry.Publisher) (retries int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			tick := time.NewTicker(time.Second * workers / time.Duration(perSecond))
+			defer tick.Stop()
 			for i := w; i < l.n; i += workers {
+				<-tick.C
 				r := l.publishOne(t, p, i)
 				mu.Lock()
 				retries += r
