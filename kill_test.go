@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +23,9 @@ import (
 const childEnv = "DLXRETRY_TEST_CHILD_TOPOLOGY"
 
 // runChild consumes the mixed load until SIGTERM, printing "ok <body>" for
-// each message the handler finishes, before it is acked.
+// each message the handler finishes, before it is acked, and "redelivered"
+// for each delivery a killed consumer had left unacked. Each handler takes a
+// moment, so that a kill finds messages in flight.
 func runChild() int {
 	var topo dlxretry.Topology
 	if err := json.Unmarshal([]byte(os.Getenv(childEnv)), &topo); err != nil {
@@ -30,6 +33,10 @@ func runChild() int {
 		return 2
 	}
 	h := func(ctx context.Context, d *dlxretry.Delivery) error {
+		if d.Redelivered {
+			fmt.Println("redelivered")
+		}
+		time.Sleep(2 * time.Millisecond)
 		err := outcome(loadID(d.Body), d.Attempt)
 		if err == nil {
 			fmt.Printf("ok %s\n", d.Body)
@@ -52,7 +59,7 @@ func runChild() int {
 }
 
 // startChild starts a consumer process and feeds what it reports into l.
-func startChild(t *testing.T, l *mixedLoad) (*exec.Cmd, <-chan struct{}) {
+func startChild(t *testing.T, l *mixedLoad, redelivered *atomic.Int32) (*exec.Cmd, <-chan struct{}) {
 	t.Helper()
 	spec, err := json.Marshal(l.topo)
 	if err != nil {
@@ -73,6 +80,9 @@ func startChild(t *testing.T, l *mixedLoad) (*exec.Cmd, <-chan struct{}) {
 		defer close(done)
 		lines := bufio.NewScanner(out)
 		for lines.Scan() {
+			if lines.Text() == "redelivered" {
+				redelivered.Add(1)
+			}
 			if body, ok := strings.CutPrefix(lines.Text(), "ok "); ok {
 				l.mu.Lock()
 				l.succeeded[loadID([]byte(body))]++
@@ -95,8 +105,9 @@ func TestLoadSurvivesConsumerKill(t *testing.T) {
 			go func() { published <- l.publishAll(t, pub, 2000) }()
 
 			const kills = 3
+			var redelivered atomic.Int32
 			for range kills {
-				cmd, done := startChild(t, l)
+				cmd, done := startChild(t, l, &redelivered)
 				time.Sleep(1500 * time.Millisecond)
 				if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 					t.Fatal(err)
@@ -104,7 +115,7 @@ func TestLoadSurvivesConsumerKill(t *testing.T) {
 				<-done
 				_ = cmd.Wait()
 			}
-			cmd, done := startChild(t, l)
+			cmd, done := startChild(t, l, &redelivered)
 			retries := <-published
 			l.waitSettled(t, 3*time.Minute)
 			_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -113,7 +124,10 @@ func TestLoadSurvivesConsumerKill(t *testing.T) {
 				t.Errorf("last consumer did not stop cleanly: %v", err)
 			}
 			dups := l.verify(t)
-			t.Logf("%d messages, %d kills, %d duplicates", l.n, kills, dups)
+			t.Logf("%d messages, %d kills, %d redelivered, %d duplicates", l.n, kills, redelivered.Load(), dups)
+			if redelivered.Load() == 0 {
+				t.Error("no delivery was in flight at a kill: the test proved nothing")
+			}
 			if bound := kills*32 + retries; dups > bound {
 				t.Errorf("%d duplicates, more than the %d that could have been in flight", dups, bound)
 			}
