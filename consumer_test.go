@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,4 +175,71 @@ func TestParkingFailureKeepsMessage(t *testing.T) {
 	waitN(t, parks, 1, 5*time.Second)
 	getAll(t, topo.ParkingQueue(), 1, 2*time.Second)
 	assertEmpty(t, topo)
+}
+
+// When the work queue is deleted under a running consumer, the broker
+// cancels the consumer; Run notices, declares again and goes on consuming.
+func TestConsumerRecoversDeletedQueue(t *testing.T) {
+	t.Parallel()
+	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
+	connects := make(chan string, 10)
+	disconnects := make(chan error, 10)
+	r := newRecorder(nil)
+	hooks := r.hooks()
+	hooks.OnConnect = func(e dlxretry.ConnectEvent) { connects <- e.Broker }
+	hooks.OnDisconnect = func(e dlxretry.DisconnectEvent) { disconnects <- e.Err }
+	run(t, topo, r.handle, dlxretry.WithHooks(hooks), dlxretry.WithReconnectDelay(10*time.Millisecond, 100*time.Millisecond))
+	waitN(t, connects, 1, 5*time.Second)
+	if _, err := brokertest.Channel(t).QueueDelete(topo.Queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-disconnects:
+		if err == nil || !strings.Contains(err.Error(), "cancelled the consumer") {
+			t.Errorf("disconnect reason %v, want the broker's cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the consumer did not notice its queue was deleted")
+	}
+	waitN(t, connects, 1, 5*time.Second)
+	publish(t, topo.Exchange, "k", "after")
+	if got := waitN(t, r.acks, 1, 5*time.Second); got[0] != "after" {
+		t.Errorf("acked %v", got)
+	}
+}
+
+// A shutdown timeout shorter than a handler: Run cancels the handler's
+// context, returns ErrShutdownTimeout, and the message goes back to the queue.
+func TestRunShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
+	publish(t, topo.Exchange, "k", "slow")
+	started := make(chan struct{})
+	finished := make(chan struct{})
+	h := func(ctx context.Context, d *dlxretry.Delivery) error {
+		defer close(finished)
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	c, err := dlxretry.NewConsumer(brokertest.URL(t), topo, h, dlxretry.WithShutdownTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	<-started
+	cancel()
+	if err := <-done; !errors.Is(err, dlxretry.ErrShutdownTimeout) {
+		t.Fatalf("Run returned %v, want ErrShutdownTimeout", err)
+	}
+	<-finished
+	deadline := time.Now().Add(5 * time.Second)
+	for messageCount(t, topo.Queue) != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := messageCount(t, topo.Queue); n != 1 {
+		t.Errorf("work queue holds %d messages, want the unfinished one back", n)
+	}
 }
