@@ -30,8 +30,15 @@ type Delivery struct {
 }
 
 // OriginalRoutingKey is the routing key the message was published with; on
-// a retry, the RoutingKey field holds the tier key instead.
+// a retry, the RoutingKey field holds the tier key instead. A message
+// replayed from parking ([ParkingLot.Replay]) is published to the work queue
+// by name, so its RoutingKey, and the key its later deaths record, is the
+// queue's name: for it the [HeaderOriginalRoutingKey] header it carries, which
+// only this library writes, takes precedence.
 func (d *Delivery) OriginalRoutingKey() string {
+	if k, ok := d.Headers[HeaderOriginalRoutingKey].(string); ok && k != "" {
+		return k
+	}
 	if k, ok := d.Deaths.OriginalRoutingKey(d.queue); ok {
 		return k
 	}
@@ -128,7 +135,9 @@ type processor struct {
 // on failure, publish to the parking queue and ack once parked. ch is used
 // only to publish parked messages: Wrap puts it in confirm mode. It may be the
 // channel the deliveries come from. The returned function is safe for
-// concurrent use; ctx reaches the handler and bounds a parking publish.
+// concurrent use; ctx reaches the handler and bounds a parking publish. If
+// ctx is cancelled and the handler fails, the delivery is left unsettled, as
+// a shutdown should: the broker requeues it when its channel closes.
 func Wrap(ch *amqp.Channel, t Topology, h Handler, opts ...Option) (func(context.Context, amqp.Delivery), error) {
 	p, err := newProcessor(t, h, opts)
 	if err != nil {
@@ -164,6 +173,11 @@ func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
 	d.Attempt = int(deaths.Rejections(p.topo.Queue)) + 1
 	start := time.Now()
 	err = p.run(ctx, d)
+	if err != nil && ctx.Err() != nil {
+		// Shutting down: a failure now says nothing about the message. Leave
+		// it unsettled; the broker requeues it when the channel closes.
+		return
+	}
 	p.settle(ctx, d, err, time.Since(start))
 }
 
