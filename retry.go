@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -123,21 +124,26 @@ func decide(err error, attempt, maxAttempts int) action {
 
 // processor runs a handler on deliveries and settles them; Wrap and Consumer share it.
 type processor struct {
-	topo   Topology
-	h      Handler
-	park   *parker
-	opts   options
-	logger *slog.Logger
+	topo       Topology
+	h          Handler
+	park       *parker
+	opts       options
+	logger     *slog.Logger
+	recoveries *recoveries // nil when the channel cannot be recovered under us
 }
 
 // Wrap returns a function that runs h on a delivery from your own consume
 // loop on t.Queue and settles it: ack on success, nack into the retry tiers
-// on failure, publish to the parking queue and ack once parked. ch is used
-// only to publish parked messages: Wrap puts it in confirm mode. It may be the
-// channel the deliveries come from. The returned function is safe for
-// concurrent use; ctx reaches the handler and bounds a parking publish. If
-// ctx is cancelled and the handler fails, the delivery is left unsettled, as
-// a shutdown should: the broker requeues it when its channel closes.
+// on failure, publish to the parking queue and ack once parked. Pass the
+// channel the deliveries come from as ch; Wrap puts it in confirm mode to
+// publish parked messages. The returned function is safe for concurrent use;
+// ctx reaches the handler and bounds a parking publish.
+//
+// Two cases leave a delivery unsettled, for the broker to requeue: ctx was
+// cancelled and the handler failed (a shutdown), and ch was recovered by
+// amqp091-go's Config.Recovery while the handler ran. After a recovery the
+// broker has already requeued the delivery, and its old delivery tag names
+// another message on the new channel: settling it would ack the wrong one.
 func Wrap(ch *amqp.Channel, t Topology, h Handler, opts ...Option) (func(context.Context, amqp.Delivery), error) {
 	p, err := newProcessor(t, h, opts)
 	if err != nil {
@@ -146,7 +152,43 @@ func Wrap(ch *amqp.Channel, t Topology, h Handler, opts ...Option) (func(context
 	if p.park, err = newParker(ch, t, p.opts.errorTextLimit); err != nil {
 		return nil, err
 	}
+	p.recoveries = watchRecoveries(ch)
 	return p.process, nil
+}
+
+// recoveries counts the state changes amqp091-go reports for a channel of a
+// connection with Config.Recovery; other channels never report any.
+type recoveries struct {
+	mu      sync.Mutex
+	changes chan *amqp.StateChanged
+	n       uint64
+}
+
+func watchRecoveries(ch *amqp.Channel) *recoveries {
+	r := &recoveries{changes: make(chan *amqp.StateChanged, 16)}
+	ch.NotifyStateChange(r.changes)
+	return r
+}
+
+// generation is the number of state changes so far; it differs before and
+// after a handler when the channel was recovered meanwhile.
+func (r *recoveries) generation() uint64 {
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		select {
+		case _, ok := <-r.changes:
+			if !ok {
+				return r.n
+			}
+			r.n++
+		default:
+			return r.n
+		}
+	}
 }
 
 func newProcessor(t Topology, h Handler, opts []Option) (*processor, error) {
@@ -171,11 +213,16 @@ func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
 	}
 	d.Deaths = deaths
 	d.Attempt = int(deaths.Rejections(p.topo.Queue)) + 1
+	gen := p.recoveries.generation()
 	start := time.Now()
 	err = p.run(ctx, d)
-	if err != nil && ctx.Err() != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
 		// Shutting down: a failure now says nothing about the message. Leave
 		// it unsettled; the broker requeues it when the channel closes.
+		return
+	case p.recoveries.generation() != gen:
+		p.logger.Warn("channel recovered while the handler ran; the broker redelivers the message", "queue", p.topo.Queue)
 		return
 	}
 	p.settle(ctx, d, err, time.Since(start))
