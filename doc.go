@@ -103,10 +103,24 @@
 //
 // [NewConsumer] checks a topology, a handler and [Option] values; [Consumer.Run]
 // connects, declares, consumes with the configured concurrency and prefetch,
-// reconnects with backoff, and returns after its context is cancelled and
-// the handlers in flight have finished. Users with their own consume loop
-// use [Wrap], which turns a handler into a function that settles each
-// delivery the same way.
+// and returns after its context is cancelled and the handlers in flight have
+// finished (or [WithShutdownTimeout] passed). When a connection or channel
+// fails, or the broker cancels the consumer, Run reconnects with capped
+// exponential backoff and jitter, trying the brokers of [WithURLs] in turn,
+// and declares again. Users with their own consume loop use [Wrap], which
+// turns a handler into a function that settles each delivery the same way.
+//
+// A [Publisher] publishes persistent messages with publisher confirms and
+// mandatory routing; [Publisher.Publish] returns nil only once the broker has
+// confirmed a message that reached a queue, pipelines the confirms of
+// concurrent callers, reconnects when needed, and waits within its context
+// while the broker blocks publishing.
+//
+// The Consumer and the Publisher dial with amqp091-go's Config.Recovery off
+// and supervise their own connections. [Wrap] may run on a connection with
+// Config.Recovery on: a delivery whose channel was recovered while its
+// handler ran is left for the broker to redeliver, never settled with a
+// delivery tag that now names another message.
 //
 // Parked messages keep their body, headers and most properties (persistent,
 // without an expiration), and get the
@@ -122,7 +136,8 @@
 // use.
 //
 // Nothing is logged unless a *slog.Logger is given with [WithLogger]; [Hooks]
-// report each ack, retry and park, for metrics.
+// report each ack, retry, park, publish, connect and disconnect, for metrics.
+// A [Publisher] is safe for concurrent use.
 //
 // # Broker versions
 //
