@@ -156,7 +156,7 @@ func runWith(ctx context.Context, brokerURL, prefix string, out io.Writer) (err 
 	if err != nil {
 		return err
 	}
-	if err := publish(ctx, ch, topo.Exchange, out); err != nil {
+	if err := publish(ctx, brokerURL, topo.Exchange, out); err != nil {
 		return err
 	}
 	t, err := consume(ctx, brokerURL, topo, out)
@@ -172,7 +172,7 @@ func runWith(ctx context.Context, brokerURL, prefix string, out io.Writer) (err 
 
 func dial(brokerURL string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("dlxretry-quickstart-publisher")
+	props.SetClientConnectionName("dlxretry-quickstart")
 	conn, err := amqp.DialConfig(brokerURL, amqp.Config{Properties: props, Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to RabbitMQ at %s: %w\n"+
@@ -192,7 +192,7 @@ func redact(brokerURL string) string {
 }
 
 // setUp deletes what an interrupted run may have left, declares the
-// topology and returns a channel in confirm mode for publishing.
+// topology and returns the channel, for reading the parking queue later.
 func setUp(ctx context.Context, conn *amqp.Connection, topo dlxretry.Topology, out io.Writer) (*amqp.Channel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
@@ -203,9 +203,6 @@ func setUp(ctx context.Context, conn *amqp.Connection, topo dlxretry.Topology, o
 	}
 	if err := topo.Declare(ctx, ch); err != nil {
 		return nil, err
-	}
-	if err := ch.Confirm(false); err != nil {
-		return nil, fmt.Errorf("confirm mode: %w", err)
 	}
 	fmt.Fprintf(out, "topology %s (exchange %s, parks after %d attempts)\n", topo.Queue, topo.Exchange, topo.MaxAttempts)
 	for i := 1; i <= topo.Tiers(); i++ {
@@ -232,36 +229,19 @@ func tearDown(ctx context.Context, conn *amqp.Connection, topo dlxretry.Topology
 	return nil
 }
 
-// publish sends the script's messages persistent and mandatory, and waits
-// for every confirm: a message no queue took comes back as a return.
-func publish(ctx context.Context, ch *amqp.Channel, exchange string, out io.Writer) error {
-	returns := ch.NotifyReturn(make(chan amqp.Return, len(script)))
-	confirms := make([]*amqp.DeferredConfirmation, 0, len(script))
+// publish sends the script's messages with a Publisher: each Publish
+// returns once the broker has confirmed the message and routed it to a queue.
+func publish(ctx context.Context, brokerURL, exchange string, out io.Writer) error {
+	pub, err := dlxretry.NewPublisher(brokerURL, dlxretry.WithConnectionName("dlxretry-quickstart-publisher"))
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
 	for _, s := range script {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, routingKey, true, false, amqp.Publishing{
-			ContentType:  "text/plain",
-			DeliveryMode: amqp.Persistent,
-			MessageId:    s.body,
-			Body:         []byte(s.body),
-		})
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", s.body, err)
+		msg := amqp.Publishing{ContentType: "text/plain", MessageId: s.body, Body: []byte(s.body)}
+		if err := pub.Publish(ctx, exchange, routingKey, msg); err != nil {
+			return err
 		}
-		confirms = append(confirms, dc)
-	}
-	for i, dc := range confirms {
-		acked, err := dc.WaitContext(ctx)
-		if err != nil {
-			return fmt.Errorf("confirm of %s: %w", script[i].body, err)
-		}
-		if !acked {
-			return fmt.Errorf("broker nacked %s", script[i].body)
-		}
-	}
-	select {
-	case r := <-returns:
-		return fmt.Errorf("broker returned %s as unroutable: %s", r.Body, r.ReplyText)
-	default:
 	}
 	fmt.Fprintf(out, "published %d messages with key %s\n", len(script), routingKey)
 	return nil
