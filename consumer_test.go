@@ -241,3 +241,34 @@ func TestRunShutdownTimeout(t *testing.T) {
 		t.Errorf("got %s (redelivered %v, headers %v), want slow requeued without a death", d.Body, d.Redelivered, d.Headers)
 	}
 }
+
+// With several broker URLs, a consumer whose first broker is down connects
+// to the next one.
+func TestConsumerTriesBrokersInTurn(t *testing.T) {
+	t.Parallel()
+	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
+	var down []string
+	connected := make(chan string, 4)
+	r := newRecorder(nil)
+	hooks := r.hooks()
+	hooks.OnConnect = func(e dlxretry.ConnectEvent) { connected <- e.Broker }
+	hooks.OnDisconnect = func(e dlxretry.DisconnectEvent) { down = append(down, e.Broker) }
+	c, err := dlxretry.NewConsumer("amqp://guest:guest@127.0.0.1:1/", topo, r.handle,
+		dlxretry.WithURLs(brokertest.URL(t)), dlxretry.WithHooks(hooks),
+		dlxretry.WithReconnectDelay(10*time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if got := waitN(t, connected, 1, 5*time.Second)[0]; strings.Contains(got, "127.0.0.1:1/") {
+		t.Fatalf("connected to %s, the broker that is down", got)
+	}
+	publish(t, topo.Exchange, "k", "m")
+	waitN(t, r.acks, 1, 5*time.Second)
+	if len(down) == 0 || down[0] != "amqp://guest:xxxxx@127.0.0.1:1/" {
+		t.Errorf("disconnect events %v, want the first broker's, password hidden", down)
+	}
+}
