@@ -49,9 +49,8 @@ func (p *parker) park(ctx context.Context, d *Delivery, cause error) error {
 	return nil
 }
 
-// parked builds the parking copy: the same body and properties, persistent,
-// without an expiration (a parked message waits for a person) or a user id
-// (the broker checks it against the publishing connection's user).
+// parked builds the parking copy: the same body and properties (see
+// publishingOf) with the parking headers added.
 func (p *parker) parked(d *Delivery, cause error, now time.Time) amqp.Publishing {
 	h := make(amqp.Table, len(d.Headers)+7)
 	for k, v := range d.Headers {
@@ -64,20 +63,7 @@ func (p *parker) parked(d *Delivery, cause error, now time.Time) amqp.Publishing
 	h[HeaderOriginalExchange] = d.OriginalExchange()
 	h[HeaderOriginalRoutingKey] = d.OriginalRoutingKey()
 	h[HeaderPermanent] = isPermanent(cause)
-	return amqp.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    amqp.Persistent,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	}
+	return publishingOf(d.Delivery, h)
 }
 
 func errorText(err error) string {
