@@ -46,8 +46,12 @@ func (d *Delivery) OriginalRoutingKey() string {
 	return d.RoutingKey
 }
 
-// OriginalExchange is the exchange the message was published to.
+// OriginalExchange is the exchange the message was published to; for a
+// replayed message, the [HeaderOriginalExchange] header it carries.
 func (d *Delivery) OriginalExchange() string {
+	if x, ok := d.Headers[HeaderOriginalExchange].(string); ok && x != "" {
+		return x
+	}
 	if death, ok := d.Deaths.Find(d.queue, ReasonRejected); ok {
 		return death.Exchange
 	}
