@@ -71,6 +71,17 @@ type Topology struct {
 	BindingKeys []string
 	// Bindings bind Queue to exchanges the user declares.
 	Bindings []Binding
+	// DeadLetterByPolicy, when true, leaves the dead-lettering of the work
+	// and tier queues to RabbitMQ policies: Declare gives them none of the
+	// arguments x-dead-letter-exchange, x-dead-letter-routing-key,
+	// x-message-ttl, x-dead-letter-strategy and x-overflow, and
+	// [Topology.Policies] returns the policies that set the same values.
+	// Apply them before consumers start: until its policy applies, the work
+	// queue drops the messages its consumer rejects instead of retrying
+	// them. The default, false, declares the arguments. Changing it for
+	// queues that exist makes Declare fail with a *[DeclareError] (the
+	// broker compares arguments on re-declare).
+	DeadLetterByPolicy bool
 }
 
 // RetryExchange is the name of the exchange Queue dead-letters into.
@@ -293,23 +304,20 @@ func (t Topology) bindingKeys() []string {
 // workArgs: the work queue dead-letters into the retry exchange keeping the
 // message's routing key (no x-dead-letter-routing-key), so a first failure
 // falls through to the alternate exchange and later ones follow tier keys.
+// The dead-lettering comes from workDefinition (policy.go).
 func (t Topology) workArgs() amqp.Table {
-	args := amqp.Table{"x-dead-letter-exchange": t.RetryExchange()}
+	args := t.deadLetterArgs(t.workDefinition())
 	if t.Type == Quorum {
-		t.quorumDeadLettering(args)
+		args["x-queue-type"] = string(Quorum)
 		args["x-delivery-limit"] = neverDeliveryLimit
 	}
 	return args
 }
 
 func (t Topology) tierArgs(i int) amqp.Table {
-	args := amqp.Table{
-		"x-message-ttl":             t.Delays[i-1].Milliseconds(),
-		"x-dead-letter-exchange":    t.RequeueExchange(),
-		"x-dead-letter-routing-key": t.TierKey(i),
-	}
+	args := t.deadLetterArgs(t.tierDefinition(i))
 	if t.Type == Quorum {
-		t.quorumDeadLettering(args)
+		args["x-queue-type"] = string(Quorum)
 	}
 	return args
 }
@@ -319,12 +327,6 @@ func (t Topology) parkingArgs() amqp.Table {
 		return nil
 	}
 	return amqp.Table{"x-queue-type": string(Quorum), "x-delivery-limit": neverDeliveryLimit}
-}
-
-func (t Topology) quorumDeadLettering(args amqp.Table) {
-	args["x-queue-type"] = string(Quorum)
-	args["x-dead-letter-strategy"] = "at-least-once"
-	args["x-overflow"] = "reject-publish"
 }
 
 // Delete deletes every queue and exchange the topology declares, messages

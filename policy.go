@@ -1,0 +1,149 @@
+package dlxretry
+
+import (
+	"encoding/json"
+	"net/url"
+	"regexp"
+	"strconv"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// DefaultPolicyPriority is the priority of the policies [Topology.Policies]
+// returns. A queue has one effective policy, the matching one with the
+// highest priority, so it must be above that of any other policy whose
+// pattern matches the topology's queues (a team's catch-all ".*", say).
+const DefaultPolicyPriority = 100
+
+// Policy is a RabbitMQ policy that sets the dead-lettering of one queue of a
+// [Topology], for teams that manage dead-lettering by policy rather than by
+// queue arguments (see [Topology].DeadLetterByPolicy). Its zero value is not
+// useful; get policies from [Topology.Policies]. It is plain data: change
+// Priority, or add keys to Definition, before applying it.
+//
+// A queue has only one effective policy: one of these replaces any other
+// policy that matched the queue (its ha-mode or max-length, say), so add
+// such keys to Definition to keep them. Where a queue argument and a policy
+// set the same key, the argument wins for the dead-letter exchange and
+// routing key, the lower value for limits such as message-ttl, and on quorum
+// queues the policy for overflow. A policy set after its queue was declared
+// takes effect a moment later; one set before is in effect when the queue is
+// declared.
+//
+// Encoded with encoding/json, a Policy is the body of the management HTTP
+// API's PUT on [Policy.APIPath], and an entry of the "policies" list of a
+// definitions file once "vhost" is added.
+type Policy struct {
+	// Name is "dlxretry." followed by the queue's name.
+	Name string `json:"name"`
+	// Pattern matches the queue's name and nothing else: ^name$ with the
+	// regular expression's metacharacters escaped.
+	Pattern string `json:"pattern"`
+	// ApplyTo is "queues".
+	ApplyTo  string `json:"apply-to"`
+	Priority int    `json:"priority"`
+	// Definition holds policy keys such as "dead-letter-exchange",
+	// "dead-letter-routing-key" and "message-ttl" (an int64 of
+	// milliseconds); quorum topologies add "dead-letter-strategy" and
+	// "overflow".
+	Definition map[string]interface{} `json:"definition"`
+}
+
+// Policies returns the policies that give the work queue and each tier queue
+// the dead-lettering that Declare sets as queue arguments when
+// DeadLetterByPolicy is false: work queue first, then tiers 1 … K. The
+// parking queue needs none. Each tier needs a policy of its own, since its
+// TTL and dead-letter routing key are its own. It reports an invalid
+// topology as Validate does.
+//
+// What stays a queue argument in either mode: x-queue-type, the work
+// queue's x-delivery-limit (quorum queues: a limit so large that it never
+// applies, which must hold before any policy does) and the retry exchange's
+// alternate-exchange. Policies are not removed by [Topology.Delete]; clear
+// them with rabbitmqctl clear_policy ([Policy.ClearPolicyArgs]) or the
+// management API's DELETE on [Policy.APIPath].
+func (t Topology) Policies() ([]Policy, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	policies := []Policy{queuePolicy(t.Queue, t.workDefinition())}
+	for i := 1; i <= t.Tiers(); i++ {
+		policies = append(policies, queuePolicy(t.TierQueue(i), t.tierDefinition(i)))
+	}
+	return policies, nil
+}
+
+func queuePolicy(queue string, def map[string]interface{}) Policy {
+	return Policy{
+		Name:       "dlxretry." + queue,
+		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
+		ApplyTo:    "queues",
+		Priority:   DefaultPolicyPriority,
+		Definition: def,
+	}
+}
+
+// SetPolicyArgs is the argument list, without the program name, of the
+// rabbitmqctl command that applies p in vhost:
+//
+//	exec.CommandContext(ctx, "rabbitmqctl", p.SetPolicyArgs("/")...)
+func (p Policy) SetPolicyArgs(vhost string) []string {
+	def, _ := json.Marshal(p.Definition) // strings and integers: cannot fail
+	return []string{"set_policy", "--vhost", vhost,
+		"--priority", strconv.Itoa(p.Priority), "--apply-to", p.ApplyTo,
+		p.Name, p.Pattern, string(def)}
+}
+
+// ClearPolicyArgs is the argument list, without the program name, of the
+// rabbitmqctl command that removes p from vhost.
+func (p Policy) ClearPolicyArgs(vhost string) []string {
+	return []string{"clear_policy", "--vhost", vhost, p.Name}
+}
+
+// APIPath is the management HTTP API's path of p in vhost,
+// /api/policies/{vhost}/{name}: PUT it with p encoded as JSON to apply p,
+// DELETE it to remove p.
+func (p Policy) APIPath(vhost string) string {
+	return "/api/policies/" + url.PathEscape(vhost) + "/" + url.PathEscape(p.Name)
+}
+
+// workDefinition is the work queue's dead-lettering, in policy keys: into
+// the retry exchange, keeping the message's routing key.
+func (t Topology) workDefinition() map[string]interface{} {
+	return t.withQuorumDeadLettering(map[string]interface{}{
+		"dead-letter-exchange": t.RetryExchange(),
+	})
+}
+
+// tierDefinition is tier i's TTL and dead-lettering, in policy keys.
+func (t Topology) tierDefinition(i int) map[string]interface{} {
+	return t.withQuorumDeadLettering(map[string]interface{}{
+		"message-ttl":             t.Delays[i-1].Milliseconds(),
+		"dead-letter-exchange":    t.RequeueExchange(),
+		"dead-letter-routing-key": t.TierKey(i),
+	})
+}
+
+// withQuorumDeadLettering adds at-least-once dead-lettering for quorum
+// queues; it needs overflow reject-publish, or it silently falls back to
+// at-most-once.
+func (t Topology) withQuorumDeadLettering(def map[string]interface{}) map[string]interface{} {
+	if t.Type == Quorum {
+		def["dead-letter-strategy"] = "at-least-once"
+		def["overflow"] = "reject-publish"
+	}
+	return def
+}
+
+// deadLetterArgs turns a definition into queue arguments ("x-" and the
+// policy key), or into none when policies carry it.
+func (t Topology) deadLetterArgs(def map[string]interface{}) amqp.Table {
+	args := amqp.Table{}
+	if t.DeadLetterByPolicy {
+		return args
+	}
+	for k, v := range def {
+		args["x-"+k] = v
+	}
+	return args
+}
