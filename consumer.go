@@ -78,7 +78,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // session is one connection's consuming state.
 type session struct {
-	conn        *amqp.Connection
 	ch          *amqp.Channel
 	proc        processor
 	deliveries  <-chan amqp.Delivery
@@ -114,7 +113,7 @@ func (c *Consumer) serve(ctx context.Context, url string, connected func()) erro
 
 // open declares the topology and starts consuming.
 func (c *Consumer) open(ctx context.Context, conn *amqp.Connection) (*session, error) {
-	s := &session{conn: conn, proc: *c.proc}
+	s := &session{proc: *c.proc}
 	var err error
 	if s.ch, err = conn.Channel(); err != nil {
 		return nil, err
