@@ -109,8 +109,8 @@ func (a action) String() string {
 }
 
 func isPermanent(err error) bool {
-	var perm *PermanentError
-	return errors.As(err, &perm)
+	_, ok := errors.AsType[*PermanentError](err)
+	return ok
 }
 
 // decide is the whole retry policy: what to do with a delivery whose handler
