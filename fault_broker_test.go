@@ -9,6 +9,7 @@ package dlxretry_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,9 +56,16 @@ func TestFaultCloseAllConnections(t *testing.T) {
 // The broker application restarted mid-run, with quorum queues: zero loss.
 func TestFaultBrokerRestart(t *testing.T) {
 	l := newMixedLoad(t, loadSize(t), dlxretry.Quorum)
-	run(t, l.topo, l.handle, dlxretry.WithConcurrency(8), dlxretry.WithPrefetch(32),
+	var disconnects atomic.Int32
+	hooks := dlxretry.Hooks{OnDisconnect: func(dlxretry.DisconnectEvent) { disconnects.Add(1) }}
+	run(t, l.topo, l.handle, dlxretry.WithConcurrency(8), dlxretry.WithPrefetch(32), dlxretry.WithHooks(hooks),
 		dlxretry.WithReconnectDelay(100*time.Millisecond, time.Second))
-	pub := newPublisher(t, brokertest.Name(t, "pub"))
+	pub, err := dlxretry.NewPublisher(brokertest.URL(t), dlxretry.WithHooks(hooks),
+		dlxretry.WithReconnectDelay(100*time.Millisecond, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close() })
 	published := make(chan int, 1)
 	go func() { published <- l.publishAll(t, pub, 1000) }()
 	time.Sleep(2 * time.Second)
@@ -65,9 +73,10 @@ func TestFaultBrokerRestart(t *testing.T) {
 	retries := <-published
 	l.waitSettled(t, 3*time.Minute)
 	dups := l.verify(t)
-	t.Logf("%d messages, broker restarted once, %d publishes repeated, %d duplicates", l.n, retries, dups)
-	if retries == 0 {
-		t.Error("no publish failed across the restart: the fault missed the run")
+	t.Logf("%d messages, broker restarted once, %d failed connection attempts or lost connections, %d publishes repeated, %d duplicates",
+		l.n, disconnects.Load(), retries, dups)
+	if disconnects.Load() < 2 {
+		t.Error("the consumer and the publisher did not both lose their connections: the fault missed the run")
 	}
 }
 
