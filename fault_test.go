@@ -23,7 +23,7 @@ func TestLoadSurvivesConnectionCuts(t *testing.T) {
 			pub := newPublisher(t, name+".publisher")
 			cutter := brokertest.StartCutter(t, name, 100*time.Millisecond)
 
-			retries := l.publishAll(t, pub, 1000)
+			retries := l.publishAll(t, pub, l.n/8) // about 8s, long enough for several cuts
 			l.waitSettled(t, 3*time.Minute)
 			cuts, err := cutter.Stop()
 			if err != nil {

@@ -102,7 +102,7 @@ func TestLoadSurvivesConsumerKill(t *testing.T) {
 			l := newMixedLoad(t, loadSize(t), typ)
 			pub := newPublisher(t, brokertest.Name(t, "pub"))
 			published := make(chan int, 1)
-			go func() { published <- l.publishAll(t, pub, 2000) }()
+			go func() { published <- l.publishAll(t, pub, l.n/5) }() // about 5s: the kills land mid-run
 
 			const kills = 3
 			var redelivered atomic.Int32

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -56,7 +57,7 @@ func CloseConnections(prefix string) (int, error) {
 type Cutter struct {
 	stop chan struct{}
 	done chan struct{}
-	cuts int
+	cuts atomic.Int32
 	err  error
 }
 
@@ -78,7 +79,7 @@ func StartCutter(t testing.TB, prefix string, every time.Duration) *Cutter {
 				c.err = err
 				return
 			}
-			c.cuts += n
+			c.cuts.Add(int32(n))
 		}
 	}()
 	t.Cleanup(func() { c.Stop() })
@@ -93,8 +94,11 @@ func (c *Cutter) Stop() (int, error) {
 		close(c.stop)
 	}
 	<-c.done
-	return c.cuts, c.err
+	return c.Cuts(), c.err
 }
+
+// Cuts is how many connections the cutter has closed so far.
+func (c *Cutter) Cuts() int { return int(c.cuts.Load()) }
 
 // RestartApp stops and starts the broker application (the Erlang node stays
 // up), and makes sure it is started again when the test ends, even if it fails.
