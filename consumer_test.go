@@ -272,3 +272,36 @@ func TestConsumerTriesBrokersInTurn(t *testing.T) {
 		t.Errorf("disconnect events %v, want the first broker's, password hidden", down)
 	}
 }
+
+// WithHandlerTimeout puts a deadline on the handler's context; a handler that
+// gives up with ctx.Err() has failed like any other, and is retried.
+func TestHandlerTimeoutIsAFailure(t *testing.T) {
+	t.Parallel()
+	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
+	r := newRecorder(nil)
+	h := func(ctx context.Context, d *dlxretry.Delivery) error {
+		if d.Attempt == 1 {
+			<-ctx.Done() // a call that outlives the deadline
+			return ctx.Err()
+		}
+		return r.handle(ctx, d)
+	}
+	retries := make(chan error, 1)
+	hooks := r.hooks()
+	hooks.OnRetry = func(e dlxretry.RetryEvent) { retries <- e.Err }
+	run(t, topo, h, dlxretry.WithHandlerTimeout(100*time.Millisecond), dlxretry.WithHooks(hooks))
+	publish(t, topo.Exchange, "k", "slow")
+	select {
+	case err := <-retries:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("retried with %v, want the deadline", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the timed-out delivery was not retried")
+	}
+	waitN(t, r.acks, 1, 5*time.Second)
+	if got := r.deliveries("slow"); len(got) != 1 || got[0].attempt != 2 {
+		t.Errorf("second handler saw %+v, want attempt 2", got)
+	}
+	assertEmpty(t, topo)
+}

@@ -8,7 +8,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// ErrClosed is returned by calls on a [Consumer] or [Publisher] that has stopped.
+// ErrClosed is returned by [Publisher.Publish] after [Publisher.Close].
 var ErrClosed = errors.New("dlxretry: closed")
 
 // ErrUnroutable is wrapped by publish errors when the broker returned a

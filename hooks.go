@@ -2,9 +2,11 @@ package dlxretry
 
 import "time"
 
-// Hooks are called as deliveries are settled, to feed metrics or traces. A
-// nil field is skipped. Hooks run on the goroutine that handled the delivery,
-// after the broker has been told the outcome; keep them quick.
+// Hooks are called as things happen, to feed metrics or traces. A nil field
+// is skipped. OnAck, OnRetry and OnPark run on the goroutine that handled the
+// delivery, after the broker has been told the outcome; OnPublish on the
+// goroutine that called Publish; OnConnect and OnDisconnect on the one that
+// connects. Keep them quick, and safe for concurrent use.
 type Hooks struct {
 	OnAck        func(AckEvent)
 	OnRetry      func(RetryEvent)

@@ -120,21 +120,24 @@ func (c *confirmChannel) settle(id string, settled chan struct{}) {
 func (c *confirmChannel) claimReturn(id string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for drained := false; !drained; {
-		select {
-		case r, ok := <-c.returns:
-			if !ok {
-				drained = true
-				break
-			}
-			c.returned[r.MessageId] = r.ReplyText
-		default:
-			drained = true
-		}
-	}
+	c.drainReturns()
 	text, ok := c.returned[id]
 	delete(c.returned, id)
 	return text, ok
+}
+
+func (c *confirmChannel) drainReturns() {
+	for {
+		select {
+		case r, ok := <-c.returns:
+			if !ok {
+				return
+			}
+			c.returned[r.MessageId] = r.ReplyText
+		default:
+			return
+		}
+	}
 }
 
 func newMessageID() string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -132,7 +131,6 @@ type processor struct {
 	h          Handler
 	park       *parker
 	opts       options
-	logger     *slog.Logger
 	recoveries *recoveries // nil when the channel cannot be recovered under us
 }
 
@@ -206,14 +204,14 @@ func newProcessor(t Topology, h Handler, opts []Option) (*processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &processor{topo: t, h: h, opts: o, logger: o.logger}, nil
+	return &processor{topo: t, h: h, opts: o}, nil
 }
 
 func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
 	d := &Delivery{Delivery: msg, queue: p.topo.Queue}
 	deaths, err := ParseDeaths(msg.Headers)
 	if err != nil {
-		p.logger.Warn("unreadable x-death header", "queue", p.topo.Queue, "error", err)
+		p.opts.logger.Warn("unreadable x-death header", "queue", p.topo.Queue, "error", err)
 	}
 	d.Deaths = deaths
 	d.Attempt = int(deaths.Rejections(p.topo.Queue)) + 1
@@ -226,7 +224,7 @@ func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
 		// it unsettled; the broker requeues it when the channel closes.
 		return
 	case p.recoveries.generation() != gen:
-		p.logger.Warn("channel recovered while the handler ran; the broker redelivers the message", "queue", p.topo.Queue)
+		p.opts.logger.Warn("channel recovered while the handler ran; the broker redelivers the message", "queue", p.topo.Queue)
 		return
 	}
 	p.settle(ctx, d, err, time.Since(start))
@@ -263,7 +261,7 @@ func (p *processor) settle(ctx context.Context, d *Delivery, err error, took tim
 
 func (p *processor) ack(d *Delivery, took time.Duration) {
 	if err := d.Ack(false); err != nil {
-		p.logger.Warn("ack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		p.opts.logger.Warn("ack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
 		return
 	}
 	if f := p.opts.hooks.OnAck; f != nil {
@@ -273,7 +271,7 @@ func (p *processor) ack(d *Delivery, took time.Duration) {
 
 func (p *processor) retry(d *Delivery, cause error, took time.Duration) {
 	if err := d.Nack(false, false); err != nil {
-		p.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
 		return
 	}
 	if f := p.opts.hooks.OnRetry; f != nil {
@@ -289,12 +287,12 @@ func (p *processor) retry(d *Delivery, cause error, took time.Duration) {
 func (p *processor) parkAndAck(ctx context.Context, d *Delivery, cause error, took time.Duration) {
 	perr := p.park.park(ctx, d, cause)
 	if perr != nil {
-		p.logger.Warn("parking failed; retrying instead", "queue", p.topo.Queue, "error", perr)
+		p.opts.logger.Warn("parking failed; retrying instead", "queue", p.topo.Queue, "error", perr)
 		if err := d.Nack(false, false); err != nil {
-			p.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+			p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
 		}
 	} else if err := d.Ack(false); err != nil {
-		p.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
+		p.opts.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
 	}
 	if f := p.opts.hooks.OnPark; f != nil {
 		f(ParkEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Err: cause, ParkErr: perr, Duration: took})
