@@ -60,9 +60,9 @@ func ExampleTopology() {
 	}
 	// Output:
 	// retry exchange: orders.retry
-	// tier 1: queue orders.retry.1.1s, key orders.tier.1
-	// tier 2: queue orders.retry.2.10s, key orders.tier.2
-	// tier 3: queue orders.retry.3.1m0s, key orders.tier.3
+	// tier 1: queue orders.retry.1.1s.e22c475b, key orders.tier.1.e22c475b
+	// tier 2: queue orders.retry.2.10s.7860b44b, key orders.tier.2.7860b44b
+	// tier 3: queue orders.retry.3.1m0s.2bff3c73, key orders.tier.3.2bff3c73
 	// parking queue: orders.parking
 	// after failure 1: wait 1s
 	// after failure 2: wait 10s

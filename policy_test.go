@@ -26,12 +26,12 @@ func TestPolicies(t *testing.T) {
 	classic := []dlxretry.Policy{
 		{Name: "dlxretry.orders", Pattern: `^orders$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
 			Definition: map[string]interface{}{"dead-letter-exchange": "orders.retry"}},
-		{Name: "dlxretry.orders.retry.1.1s", Pattern: `^orders\.retry\.1\.1s$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
+		{Name: "dlxretry.orders.retry.1.1s.e9865ce3", Pattern: `^orders\.retry\.1\.1s\.e9865ce3$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
 			Definition: map[string]interface{}{"message-ttl": int64(1000),
-				"dead-letter-exchange": "orders.requeue", "dead-letter-routing-key": "orders.tier.1"}},
-		{Name: "dlxretry.orders.retry.2.1m0s", Pattern: `^orders\.retry\.2\.1m0s$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
+				"dead-letter-exchange": "orders.requeue", "dead-letter-routing-key": "orders.tier.1.e9865ce3"}},
+		{Name: "dlxretry.orders.retry.2.1m0s.2bff3c73", Pattern: `^orders\.retry\.2\.1m0s\.2bff3c73$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
 			Definition: map[string]interface{}{"message-ttl": int64(60000),
-				"dead-letter-exchange": "orders.requeue", "dead-letter-routing-key": "orders.tier.2"}},
+				"dead-letter-exchange": "orders.requeue", "dead-letter-routing-key": "orders.tier.2.2bff3c73"}},
 	}
 	quorum := make([]dlxretry.Policy, len(classic))
 	for i, p := range classic {
@@ -80,8 +80,8 @@ func ExampleTopology_Policies() {
 	}
 	// Output:
 	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders ^orders$ {"dead-letter-exchange":"orders.retry"}
-	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders.retry.1.1s ^orders\.retry\.1\.1s$ {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1","message-ttl":1000}
-	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders.retry.2.1m0s ^orders\.retry\.2\.1m0s$ {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.2","message-ttl":60000}
+	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders.retry.1.1s.e9865ce3 ^orders\.retry\.1\.1s\.e9865ce3$ {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1.e9865ce3","message-ttl":1000}
+	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders.retry.2.1m0s.2bff3c73 ^orders\.retry\.2\.1m0s\.2bff3c73$ {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.2.2bff3c73","message-ttl":60000}
 }
 
 func TestPoliciesOfInvalidTopology(t *testing.T) {
@@ -123,18 +123,18 @@ func TestPolicyCommands(t *testing.T) {
 	p := policies[1]
 	p.Priority = 7
 	set := []string{"set_policy", "--vhost", "/", "--priority", "7", "--apply-to", "queues",
-		"dlxretry.orders.retry.1.1s", `^orders\.retry\.1\.1s$`,
-		`{"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1","message-ttl":1000}`}
+		"dlxretry.orders.retry.1.1s.63f03d3c", `^orders\.retry\.1\.1s\.63f03d3c$`,
+		`{"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1.63f03d3c","message-ttl":1000}`}
 	if got := p.SetPolicyArgs("/"); !reflect.DeepEqual(got, set) {
 		t.Errorf("SetPolicyArgs =\n%q\nwant\n%q", got, set)
 	}
-	clear := []string{"clear_policy", "--vhost", "staging", "dlxretry.orders.retry.1.1s"}
+	clear := []string{"clear_policy", "--vhost", "staging", "dlxretry.orders.retry.1.1s.63f03d3c"}
 	if got := p.ClearPolicyArgs("staging"); !reflect.DeepEqual(got, clear) {
 		t.Errorf("ClearPolicyArgs = %q, want %q", got, clear)
 	}
 	for vhost, want := range map[string]string{
-		"/":          "/api/policies/%2F/dlxretry.orders.retry.1.1s",
-		"my vhost/2": "/api/policies/my%20vhost%2F2/dlxretry.orders.retry.1.1s",
+		"/":          "/api/policies/%2F/dlxretry.orders.retry.1.1s.63f03d3c",
+		"my vhost/2": "/api/policies/my%20vhost%2F2/dlxretry.orders.retry.1.1s.63f03d3c",
 	} {
 		if got := p.APIPath(vhost); got != want {
 			t.Errorf("APIPath(%q) = %q, want %q", vhost, got, want)
@@ -144,8 +144,8 @@ func TestPolicyCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wantBody = `{"name":"dlxretry.orders.retry.1.1s","pattern":"^orders\\.retry\\.1\\.1s$","apply-to":"queues","priority":7,` +
-		`"definition":{"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1","message-ttl":1000}}`
+	const wantBody = `{"name":"dlxretry.orders.retry.1.1s.63f03d3c","pattern":"^orders\\.retry\\.1\\.1s\\.63f03d3c$","apply-to":"queues","priority":7,` +
+		`"definition":{"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1.63f03d3c","message-ttl":1000}}`
 	if string(body) != wantBody {
 		t.Errorf("JSON body\n%s\nwant\n%s", body, wantBody)
 	}

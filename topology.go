@@ -2,6 +2,8 @@ package dlxretry
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"time"
 
@@ -102,15 +104,36 @@ func (t Topology) ParkingQueue() string { return t.Queue + ".parking" }
 // Tiers is the number of tier queues: len(Delays).
 func (t Topology) Tiers() int { return len(t.Delays) }
 
-// TierQueue names tier i (1-based). Its name carries its delay, so a changed
-// schedule declares new queues rather than clashing with the old ones.
+// TierQueue names tier i (1-based): Queue.retry.<i>.<delay>.<rest>, where
+// rest is [Topology.TierKey]'s hash of the delays from tier i to the last.
+// The name fixes every argument of the queue, so a changed schedule declares
+// new queues rather than clashing with the old ones.
 func (t Topology) TierQueue(i int) string {
-	return t.Queue + ".retry." + strconv.Itoa(i) + "." + t.Delays[i-1].String()
+	return t.Queue + ".retry." + strconv.Itoa(i) + "." + t.Delays[i-1].String() + "." + t.restHash(i)
 }
 
 // TierKey is the routing key a message carries after leaving tier i
-// (1-based); it is what a handler sees as the routing key of a retry.
-func (t Topology) TierKey(i int) string { return t.Queue + ".tier." + strconv.Itoa(i) }
+// (1-based), Queue.tier.<i>.<rest>; it is what a handler sees as the routing
+// key of a retry. rest, eight hex digits, hashes the delays from tier i to
+// the last, which decide where the message goes next: a key names one path
+// whatever schedules were declared before, so a changed schedule never
+// routes a retry into two tiers.
+func (t Topology) TierKey(i int) string {
+	return t.Queue + ".tier." + strconv.Itoa(i) + "." + t.restHash(i)
+}
+
+// restHash identifies the rest of the schedule from tier i on.
+func (t Topology) restHash(i int) string { return delaysHash(t.Delays[i-1:]) }
+
+// delaysHash is eight hex digits of the SHA-256 of the delays in milliseconds.
+func delaysHash(delays []time.Duration) string {
+	h := sha256.New()
+	for _, d := range delays {
+		h.Write(strconv.AppendInt(nil, d.Milliseconds(), 10))
+		h.Write([]byte{','})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:4])
+}
 
 // Delay is the wait after the n-th failure (1-based): the last delay repeats.
 func (t Topology) Delay(failures int) time.Duration { return t.Delays[t.tierFor(failures)-1] }
@@ -210,11 +233,29 @@ func (t Topology) ownExchange(name string) bool {
 // idempotent: run it again after every reconnect. If something exists with
 // other arguments it returns a *[DeclareError] naming it and the argument,
 // and the broker closes ch. ctx is checked between declarations.
+//
+// Declare records the schedule (Delays) in the broker the first time it is
+// declared, with a confirmed publish that puts ch in confirm mode (a
+// listener registered with NotifyPublish on ch sees that confirmation). The
+// newest schedule recorded is the active one: Declare declares its tiers,
+// binds its tier 1 to the first-retry exchange and unbinds the tier 1 of
+// every other schedule, so that every first failure enters one tier. A
+// schedule declared before stays inactive when declared again: a consumer
+// with an older schedule, still running during a rolling deploy, retries
+// its messages on the newest one. See [Topology.RetireTiers] for going back
+// to an older schedule and for removing old tiers.
 func (t Topology) Declare(ctx context.Context, ch *amqp.Channel) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	for _, step := range t.declareSteps(ch) {
+	if err := runSteps(ctx, t.baseSteps(ch)); err != nil {
+		return err
+	}
+	return t.declareSchedule(ctx, ch, false)
+}
+
+func runSteps(ctx context.Context, steps []func() error) error {
+	for _, step := range steps {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -225,7 +266,9 @@ func (t Topology) Declare(ctx context.Context, ch *amqp.Channel) error {
 	return nil
 }
 
-func (t Topology) declareSteps(ch *amqp.Channel) []func() error {
+// baseSteps declares what does not depend on the schedule: the exchanges,
+// the parking queue and the schedule records' queues.
+func (t Topology) baseSteps(ch *amqp.Channel) []func() error {
 	steps := []func() error{
 		t.exchange(ch, t.FirstRetryExchange(), amqp.ExchangeFanout, nil),
 		t.exchange(ch, t.RetryExchange(), amqp.ExchangeDirect, amqp.Table{"alternate-exchange": t.FirstRetryExchange()}),
@@ -235,19 +278,21 @@ func (t Topology) declareSteps(ch *amqp.Channel) []func() error {
 	if t.Exchange != "" {
 		steps = append(steps, t.exchange(ch, t.Exchange, t.exchangeKind(), nil))
 	}
-	steps = append(steps,
-		t.queue(ch, t.ParkingQueue(), t.parkingArgs()),
+	return append(steps,
+		t.queue(ch, t.ParkingQueue(), t.plainArgs()),
 		t.bind(ch, t.ParkingQueue(), "", t.ParkingExchange()),
+		recordStore{t, ch}.declare,
 	)
+}
+
+// pathSteps declares t's tier queues, the work queue and the bindings of
+// the retry path, except the first-retry exchange's.
+func (t Topology) pathSteps(ch *amqp.Channel) []func() error {
+	var steps []func() error
 	for i := 1; i <= t.Tiers(); i++ {
 		steps = append(steps, t.queue(ch, t.TierQueue(i), t.tierArgs(i)))
 	}
 	steps = append(steps, t.queue(ch, t.Queue, t.workArgs()))
-	return append(steps, t.bindSteps(ch)...)
-}
-
-func (t Topology) bindSteps(ch *amqp.Channel) []func() error {
-	steps := []func() error{t.bind(ch, t.TierQueue(1), "", t.FirstRetryExchange())}
 	for i := 1; i <= t.Tiers(); i++ {
 		next := min(i+1, t.Tiers())
 		steps = append(steps,
@@ -255,6 +300,13 @@ func (t Topology) bindSteps(ch *amqp.Channel) []func() error {
 			t.bind(ch, t.Queue, t.TierKey(i), t.RequeueExchange()),
 		)
 	}
+	return steps
+}
+
+// userBindingSteps binds the work queue to the owned exchange and to
+// Bindings.
+func (t Topology) userBindingSteps(ch *amqp.Channel) []func() error {
+	var steps []func() error
 	for _, key := range t.bindingKeys() {
 		steps = append(steps, t.bind(ch, t.Queue, key, t.Exchange))
 	}
@@ -322,7 +374,9 @@ func (t Topology) tierArgs(i int) amqp.Table {
 	return args
 }
 
-func (t Topology) parkingArgs() amqp.Table {
+// plainArgs are the arguments of the queues that neither expire nor
+// dead-letter: the parking queue and the schedule records' queues.
+func (t Topology) plainArgs() amqp.Table {
 	if t.Type != Quorum {
 		return nil
 	}
@@ -330,17 +384,23 @@ func (t Topology) parkingArgs() amqp.Table {
 }
 
 // Delete deletes every queue and exchange the topology declares, messages
-// and all, including the work queue, the parking queue and an owned
-// Exchange. Entities that do not exist are skipped. Use it in tests and
-// migrations.
+// and all, including the work queue, the parking queue, an owned Exchange,
+// the tier queues of every schedule recorded for Queue (not only Delays')
+// and the schedule records. Entities that do not exist are skipped. Use it
+// in tests and migrations.
 func (t Topology) Delete(ctx context.Context, ch *amqp.Channel) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	queues := []string{t.Queue, t.ParkingQueue()}
-	for i := 1; i <= t.Tiers(); i++ {
-		queues = append(queues, t.TierQueue(i))
+	store := recordStore{t, ch}
+	if err := store.declare(); err != nil {
+		return err
 	}
+	v, err := store.read(ctx)
+	if err != nil {
+		return err
+	}
+	queues := append(t.allTierQueues(v), t.Queue, t.ParkingQueue(), t.schedulesQueue(), t.scheduleCountQueue())
 	for _, q := range queues {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -359,4 +419,21 @@ func (t Topology) Delete(ctx context.Context, ch *amqp.Channel) error {
 		}
 	}
 	return nil
+}
+
+// allTierQueues names the tier queues of t and of every recorded schedule,
+// each once.
+func (t Topology) allTierQueues(v scheduleView) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, delays := range append([][]time.Duration{t.Delays}, v.schedules()...) {
+		s := t.withDelays(delays)
+		for i := 1; i <= s.Tiers(); i++ {
+			if q := s.TierQueue(i); !seen[q] {
+				seen[q] = true
+				out = append(out, q)
+			}
+		}
+	}
+	return out
 }

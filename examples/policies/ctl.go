@@ -99,7 +99,7 @@ func waitForPolicies(ctx context.Context, topo dlxretry.Topology, policies []dlx
 		}
 		if missing == 0 {
 			for i, q := range queues {
-				fmt.Fprintf(out, "  %-34s policy %s\n", q, policies[i].Name)
+				fmt.Fprintf(out, "  %-40s policy %s\n", q, policies[i].Name)
 			}
 			return nil
 		}

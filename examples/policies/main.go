@@ -28,15 +28,15 @@
 // seconds, most of it rabbitmqctl starting):
 //
 //	rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.policies.orders '^policies\.orders$' '{"dead-letter-exchange":"policies.orders.retry"}'
-//	rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.policies.orders.retry.1.200ms '^policies\.orders\.retry\.1\.200ms$' '{"dead-letter-exchange":"policies.orders.requeue","dead-letter-routing-key":"policies.orders.tier.1","message-ttl":200}'
+//	rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.policies.orders.retry.1.200ms.e25fec7b '^policies\.orders\.retry\.1\.200ms\.e25fec7b$' '{"dead-letter-exchange":"policies.orders.requeue","dead-letter-routing-key":"policies.orders.tier.1.e25fec7b","message-ttl":200}'
 //	...
 //	or PUT /api/policies/%2F/dlxretry.policies.orders {"name":"dlxretry.policies.orders",…}
 //	...
 //	applied 3 policies with rabbitmqctl
 //	declared policies.orders and its tiers without dead-letter arguments
-//	  policies.orders                    policy dlxretry.policies.orders
-//	  policies.orders.retry.1.200ms      policy dlxretry.policies.orders.retry.1.200ms
-//	  policies.orders.retry.2.400ms      policy dlxretry.policies.orders.retry.2.400ms
+//	  policies.orders                          policy dlxretry.policies.orders
+//	  policies.orders.retry.1.200ms.e25fec7b   policy dlxretry.policies.orders.retry.1.200ms.e25fec7b
+//	  policies.orders.retry.2.400ms.71eb3711   policy dlxretry.policies.orders.retry.2.400ms.71eb3711
 //	ack     hello11 (attempt 1)
 //	retry   hello12 attempt 1 failed: callback down -> tier 1 (200ms)
 //	retry   hello99 attempt 1 failed: callback down -> tier 1 (200ms)

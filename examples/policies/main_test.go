@@ -55,7 +55,7 @@ func TestPolicies(t *testing.T) {
 		if i > 0 {
 			queue = topo.TierQueue(i)
 		}
-		if !strings.Contains(out.String(), fmt.Sprintf("  %-34s policy %s\n", queue, p.Name)) {
+		if !strings.Contains(out.String(), fmt.Sprintf("  %-40s policy %s\n", queue, p.Name)) {
 			t.Errorf("output does not show %s with its policy", queue)
 		}
 		if strings.Contains(listed, p.Name+"\t") {
@@ -75,7 +75,7 @@ func TestWithoutRabbitmqctl(t *testing.T) {
 	}
 	for _, want := range []string{
 		`rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.p.orders '^p\.orders$' '{"dead-letter-exchange":"p.orders.retry"}'`,
-		"or PUT /api/policies/%2F/dlxretry.p.orders.retry.1.200ms {",
+		"or PUT /api/policies/%2F/dlxretry.p.orders.retry.1.200ms.e25fec7b {",
 		"rabbitmqctl not found: cannot apply the policies",
 	} {
 		if !strings.Contains(out.String(), want) {

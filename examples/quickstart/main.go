@@ -24,9 +24,9 @@
 // order, their content does not change:
 //
 //	topology quickstart.orders (exchange quickstart, parks after 4 attempts)
-//	  tier 1   quickstart.orders.retry.1.200ms
-//	  tier 2   quickstart.orders.retry.2.400ms
-//	  tier 3   quickstart.orders.retry.3.800ms
+//	  tier 1   quickstart.orders.retry.1.200ms.beff2a53
+//	  tier 2   quickstart.orders.retry.2.400ms.50b5c8c1
+//	  tier 3   quickstart.orders.retry.3.800ms.d481d6e0
 //	  parking  quickstart.orders.parking
 //	published 7 messages with key order.created
 //	ack     hello11 (attempt 1)
