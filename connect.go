@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"time"
 
@@ -31,13 +32,49 @@ func redact(raw string) string {
 	return u.Redacted()
 }
 
+// dialTimeout bounds a connection attempt, TCP and AMQP handshake together,
+// when ctx has no earlier deadline.
+const dialTimeout = 30 * time.Second
+
 // dial opens a connection without amqp091-go's own recovery
 // (Config.Recovery): the Consumer and Publisher supervise their connections
-// themselves, declaring the topology again on each new one.
-func dial(url, name string) (*amqp.Connection, error) {
+// themselves, declaring the topology again on each new one. ctx bounds the
+// whole attempt: TCP connect, TLS and the AMQP handshake.
+func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
-	return amqp.DialConfig(url, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
+	var stop func() bool
+	cfg := amqp.Config{Properties: props, Heartbeat: 10 * time.Second,
+		Dial: func(network, addr string) (net.Conn, error) {
+			conn, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			deadline, ok := ctx.Deadline()
+			if !ok || time.Until(deadline) > dialTimeout {
+				deadline = time.Now().Add(dialTimeout)
+			}
+			// amqp091-go clears the deadline once the handshake is done.
+			if err := conn.SetDeadline(deadline); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+			return conn, nil
+		}}
+	conn, err := amqp.DialConfig(url, cfg)
+	if stop != nil && !stop() && err == nil {
+		// ctx ended during the handshake and may have broken the connection.
+		conn.Close()
+		return nil, ctx.Err()
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return conn, err
 }
 
 func newBackoff(o *options) *backoff.ExponentialBackOff {
@@ -56,13 +93,16 @@ func redial(ctx context.Context, urls []string, o *options) (*amqp.Connection, e
 	b := newBackoff(o)
 	for attempt := 0; ; attempt++ {
 		u := urls[attempt%len(urls)]
-		conn, err := dial(u, o.connName)
+		conn, err := dial(ctx, u, o.connName)
 		if err == nil {
 			o.connected(u)
 			return conn, nil
 		}
 		if fatal(err) {
 			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("dlxretry: connect: %w", err)
 		}
 		wait := b.NextBackOff()
 		o.disconnected(u, err, wait)
@@ -89,6 +129,13 @@ func fatal(err error) bool {
 	var de *DeclareError
 	if errors.As(err, &de) && de.Argument != "" {
 		return true
+	}
+	if ae, ok := errors.AsType[*amqp.Error](err); ok {
+		// amqp091-go reports a missing vhost as the broker's 530, and
+		// missing permissions come as 403.
+		if ae.Code == amqp.NotAllowed || ae.Code == amqp.AccessRefused {
+			return true
+		}
 	}
 	return errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL)
 }

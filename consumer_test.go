@@ -195,7 +195,7 @@ func TestConsumerRecoversDeletedQueue(t *testing.T) {
 	}
 	select {
 	case err := <-disconnects:
-		if err == nil || !strings.Contains(err.Error(), "cancelled the consumer") {
+		if !errors.Is(err, dlxretry.ErrConsumerCancelled) {
 			t.Errorf("disconnect reason %v, want the broker's cancel", err)
 		}
 	case <-time.After(5 * time.Second):

@@ -23,12 +23,13 @@ type mixedLoad struct {
 
 	mu        sync.Mutex
 	succeeded map[int]int // id -> times the handler returned nil
+	attempts  map[int]int // id -> the Attempt of a success, if not the expected one
 	published map[int]int // id -> times Publish returned nil
 }
 
 func newMixedLoad(t *testing.T, n int, typ dlxretry.QueueType) *mixedLoad {
 	topo := declare(t, typ, delaysMS(50, 100), 3)
-	return &mixedLoad{n: n, topo: topo, succeeded: map[int]int{}, published: map[int]int{}}
+	return &mixedLoad{n: n, topo: topo, succeeded: map[int]int{}, attempts: map[int]int{}, published: map[int]int{}}
 }
 
 func loadID(body []byte) int {
@@ -56,9 +57,20 @@ func (l *mixedLoad) handle(ctx context.Context, d *dlxretry.Delivery) error {
 	if err == nil {
 		l.mu.Lock()
 		l.succeeded[i]++
+		if d.Attempt != wantAttempt(i) {
+			l.attempts[i] = d.Attempt
+		}
 		l.mu.Unlock()
 	}
 	return err
+}
+
+// wantAttempt is the attempt on which message i succeeds.
+func wantAttempt(i int) int {
+	if failsOnce(i) {
+		return 2
+	}
+	return 1
 }
 
 // publishAll publishes every message with the Publisher, about perSecond a
@@ -147,6 +159,9 @@ func (l *mixedLoad) verify(t *testing.T) (dups int) {
 	parked := map[int]int{}
 	for _, d := range getAll(t, l.topo.ParkingQueue(), messageCount(t, l.topo.ParkingQueue()), 10*time.Second) {
 		parked[loadID(d.Body)]++
+		if n, _ := d.Headers[dlxretry.HeaderAttempts].(int64); n != int64(l.topo.MaxAttempts) {
+			t.Errorf("%s parked after %d attempts, want %d", d.Body, n, l.topo.MaxAttempts)
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -161,6 +176,9 @@ func (l *mixedLoad) verify(t *testing.T) (dups int) {
 			t.Errorf("m-%d never succeeded", i)
 		}
 		dups += max(0, parked[i]-1) + max(0, l.succeeded[i]-1)
+	}
+	for i, a := range l.attempts {
+		t.Errorf("m-%d succeeded on attempt %d, want %d", i, a, wantAttempt(i))
 	}
 	if len(parked) != wantPark {
 		t.Errorf("%d distinct messages parked, want %d", len(parked), wantPark)

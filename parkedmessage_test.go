@@ -207,12 +207,13 @@ func TestOriginalRoutingKeyAfterReplay(t *testing.T) {
 		want string
 	}{
 		{"first delivery", Delivery{Delivery: amqp.Delivery{RoutingKey: "order.created"}}, "order.created"},
-		{"retry", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1"}, Deaths: deathFor("order.created")}, "order.created"},
+		{"retry", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1", Exchange: "orders.requeue"}, Deaths: deathFor("order.created")}, "order.created"},
+		{"publisher's own x-death", Delivery{Delivery: amqp.Delivery{RoutingKey: "order.created", Exchange: "x"}, Deaths: deathFor("forged")}, "order.created"},
 		{"replayed", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders",
 			Headers: amqp.Table{HeaderOriginalRoutingKey: "order.created"}}}, "order.created"},
 		{"replayed, then retried", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1",
 			Headers: amqp.Table{HeaderOriginalRoutingKey: "order.created"}}, Deaths: deathFor("orders")}, "order.created"},
-		{"empty header is ignored", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1",
+		{"empty header is ignored", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1", Exchange: "orders.requeue",
 			Headers: amqp.Table{HeaderOriginalRoutingKey: ""}}, Deaths: deathFor("order.created")}, "order.created"},
 	}
 	for _, c := range cases {

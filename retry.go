@@ -5,95 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Handler processes one delivery. It returns nil when the message is done
-// (the delivery is acked), an error to retry it after the next delay of the
-// schedule, or an error wrapped with [Permanent] to park it at once. Once a
-// message has failed Topology.MaxAttempts times it is parked whatever the
-// error. A panic counts as a failure.
-type Handler func(ctx context.Context, d *Delivery) error
-
-// Delivery is a message as a [Handler] sees it. Do not ack, nack or reject
-// it: the library settles it from the handler's return value.
-type Delivery struct {
-	amqp.Delivery
-	// Attempt is 1 on the first delivery, 2 after one failure, and so on.
-	Attempt int
-	// Deaths is the parsed x-death header.
-	Deaths Deaths
-	queue  string
-}
-
-// OriginalRoutingKey is the routing key the message was published with; on
-// a retry, the RoutingKey field holds the tier key instead. A message
-// replayed from parking ([ParkingLot.Replay]) is published to the work queue
-// by name, so its RoutingKey, and the key its later deaths record, is the
-// queue's name: for it the [HeaderOriginalRoutingKey] header it carries, which
-// only this library writes, takes precedence.
-func (d *Delivery) OriginalRoutingKey() string {
-	if k, ok := d.Headers[HeaderOriginalRoutingKey].(string); ok && k != "" {
-		return k
-	}
-	if k, ok := d.Deaths.OriginalRoutingKey(d.queue); ok {
-		return k
-	}
-	return d.RoutingKey
-}
-
-// OriginalExchange is the exchange the message was published to; for a
-// replayed message, the [HeaderOriginalExchange] header it carries.
-func (d *Delivery) OriginalExchange() string {
-	if x, ok := d.Headers[HeaderOriginalExchange].(string); ok && x != "" {
-		return x
-	}
-	if death, ok := d.Deaths.Find(d.queue, ReasonRejected); ok {
-		return death.Exchange
-	}
-	return d.Exchange
-}
-
-// PermanentError marks an error that retrying will not fix. Create it with [Permanent].
-type PermanentError struct{ Err error }
-
-func (e *PermanentError) Error() string {
-	if e.Err == nil {
-		return "permanent error"
-	}
-	return e.Err.Error()
-}
-
-func (e *PermanentError) Unwrap() error { return e.Err }
-
-// Permanent wraps err so that the message is parked at once instead of
-// retried. Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &PermanentError{Err: err}
-}
-
-// PanicError is the failure recorded when a handler panics.
-type PanicError struct {
-	Value interface{}
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("dlxretry: handler panicked: %v", e.Value) }
-
 // ErrRedeliveryLimit is the failure recorded, without running the handler,
 // for a delivery that came back unacked more times than WithRedeliveryLimit
 // allows: its handler keeps crashing the consumer.
 var ErrRedeliveryLimit = errors.New("dlxretry: delivery came back unacked too often")
-
-// ErrShutdownTimeout is returned by [Consumer.Run] when handlers were still
-// running when the shutdown timeout passed.
-var ErrShutdownTimeout = errors.New("dlxretry: handlers still running at the shutdown timeout")
 
 type action int
 
@@ -127,11 +49,13 @@ func decide(err error, attempt, maxAttempts int) action {
 
 // processor runs a handler on deliveries and settles them; Wrap and Consumer share it.
 type processor struct {
-	topo       Topology
-	h          Handler
-	park       *parker
-	opts       options
-	recoveries *recoveries // nil when the channel cannot be recovered under us
+	topo  Topology
+	h     Handler
+	park  *parker
+	opts  options
+	fence *fence // nil when the channel cannot be recovered under us
+	// nacksCounted: the broker raises x-delivery-count on nack too, or may.
+	nacksCounted bool
 }
 
 // Wrap returns a function that runs h on a delivery from your own consume
@@ -143,54 +67,70 @@ type processor struct {
 //
 // Two cases leave a delivery unsettled, for the broker to requeue: ctx was
 // cancelled and the handler failed (a shutdown), and ch was recovered by
-// amqp091-go's Config.Recovery while the handler ran. After a recovery the
-// broker has already requeued the delivery, and its old delivery tag names
-// another message on the new channel: settling it would ack the wrong one.
+// amqp091-go's Config.Recovery. A recovered channel numbers its deliveries
+// anew, and a delivery buffered before the recovery cannot be told from one
+// after it: its delivery tag may name another message. So once Wrap sees ch
+// recover (any state change), it settles nothing more on it, logs an error
+// and asks amqp091-go to close it. End your consume loop on the channel's
+// first state change (Channel.NotifyStateChange), open a new channel and
+// call Wrap again: the broker redelivers every message left unsettled.
 func Wrap(ch *amqp.Channel, t Topology, h Handler, opts ...Option) (func(context.Context, amqp.Delivery), error) {
 	p, err := newProcessor(t, h, opts)
 	if err != nil {
 		return nil, err
 	}
-	if p.park, err = newParker(ch, t, p.opts.errorTextLimit); err != nil {
+	if p.park, err = newParker(ch, t, p.opts.errorTextLimit, defaultFrameSize); err != nil {
 		return nil, err
 	}
-	p.recoveries = watchRecoveries(ch)
+	p.fence = watchRecoveries(ch, p.opts)
 	return p.process, nil
 }
 
-// recoveries counts the state changes amqp091-go reports for a channel of a
-// connection with Config.Recovery; other channels never report any.
-type recoveries struct {
-	mu      sync.Mutex
+// defaultFrameSize is RabbitMQ's default frame_max, which amqp091-go
+// negotiates unless told otherwise; Wrap cannot see its connection's.
+const defaultFrameSize = 131072
+
+// fence notices when amqp091-go recovers a channel (any state change) and
+// from then on refuses every settlement on it.
+type fence struct {
+	ch      *amqp.Channel
 	changes chan *amqp.StateChanged
-	n       uint64
+	log     func(string, ...any)
+
+	mu     sync.Mutex
+	broken bool
 }
 
-func watchRecoveries(ch *amqp.Channel) *recoveries {
-	r := &recoveries{changes: make(chan *amqp.StateChanged, 16)}
-	ch.NotifyStateChange(r.changes)
-	return r
+func watchRecoveries(ch *amqp.Channel, o options) *fence {
+	f := &fence{ch: ch, changes: make(chan *amqp.StateChanged, 16), log: o.logger.Error}
+	ch.NotifyStateChange(f.changes)
+	return f
 }
 
-// generation is the number of state changes so far; it differs before and
-// after a handler when the channel was recovered meanwhile.
-func (r *recoveries) generation() uint64 {
-	if r == nil {
-		return 0
+// intact reports whether the channel is still the one its deliveries came
+// from. The first time it finds otherwise, it closes the channel.
+func (f *fence) intact() bool {
+	if f == nil {
+		return true
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for {
+	f.mu.Lock()
+	first := false
+	if !f.broken {
 		select {
-		case _, ok := <-r.changes:
-			if !ok {
-				return r.n
-			}
-			r.n++
+		case <-f.changes:
+			f.broken, first = true, true
 		default:
-			return r.n
 		}
 	}
+	broken := f.broken
+	f.mu.Unlock()
+	if first {
+		f.log("channel recovered under Wrap: settling nothing more on it and closing it; the broker redelivers its messages")
+		// Not on this goroutine: amqp091-go's Close can wait on a
+		// recovery, and this one may be the one reading deliveries.
+		go func() { _ = f.ch.Close() }()
+	}
+	return !broken
 }
 
 func newProcessor(t Topology, h Handler, opts []Option) (*processor, error) {
@@ -204,48 +144,114 @@ func newProcessor(t Topology, h Handler, opts []Option) (*processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &processor{topo: t, h: h, opts: o}, nil
+	return &processor{topo: t, h: h, opts: o, nacksCounted: true}, nil
 }
 
 func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
-	d := &Delivery{Delivery: msg, queue: p.topo.Queue}
-	deaths, err := ParseDeaths(msg.Headers)
-	if err != nil {
-		p.opts.logger.Warn("unreadable x-death header", "queue", p.topo.Queue, "error", err)
-	}
-	d.Deaths = deaths
-	d.Attempt = int(deaths.Rejections(p.topo.Queue)) + 1
-	gen := p.recoveries.generation()
-	start := time.Now()
-	err = p.run(ctx, d)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		// Shutting down: a failure now says nothing about the message. Leave
-		// it unsettled; the broker requeues it when the channel closes.
+	d := newDelivery(msg, p.topo.Queue)
+	if err := p.read(d); err != nil {
+		p.parkUnreadable(ctx, d, err)
 		return
-	case p.recoveries.generation() != gen:
-		p.opts.logger.Warn("channel recovered while the handler ran; the broker redelivers the message", "queue", p.topo.Queue)
+	}
+	start := time.Now()
+	err := p.run(ctx, d)
+	if err != nil && ctx.Err() != nil {
+		// Shutting down, or the channel died: a failure now says nothing
+		// about the message. Leave it unsettled; the broker requeues it.
 		return
 	}
 	p.settle(ctx, d, err, time.Since(start))
 }
 
+// read fills in the death history and the attempt, or says why the history
+// cannot be trusted.
+func (p *processor) read(d *Delivery) error {
+	if err := checkDeaths(d.Headers, p.topo.Queue, p.topo.MaxAttempts); err != nil {
+		d.Attempt = 1
+		return err
+	}
+	d.Deaths, _ = ParseDeaths(d.Headers) // checked above: every entry reads
+	d.Attempt = p.attempt(d)
+	return nil
+}
+
+// attempt is 1 for a message that has not come back through the retry
+// path: whatever x-death it carries was written by its publisher, not by
+// this topology. After that it is one more than the broker's count of
+// rejections from the work queue, plus a failure the library itself sent
+// to tier 1 (see retryByPublish).
+func (p *processor) attempt(d *Delivery) int {
+	if d.Exchange != p.topo.RequeueExchange() {
+		return 1
+	}
+	n := int(d.Deaths.Rejections(p.topo.Queue)) + 1
+	if v, ok := exactInt(d.Headers[HeaderUncountedFailure]); ok && v == 1 {
+		n++
+	}
+	return n
+}
+
 // run calls the handler unless the delivery has crashed its consumer too often.
 func (p *processor) run(ctx context.Context, d *Delivery) (err error) {
-	if n, ok := asInt64(d.Headers["x-delivery-count"]); ok && n > int64(p.opts.redeliveryLimit) {
+	if p.crashLooping(d) {
 		return ErrRedeliveryLimit
 	}
 	if p.opts.handlerTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.opts.handlerTimeout)
 		defer cancel()
+		defer p.warnIfOverran(time.Now())
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			err = &PanicError{Value: v, Stack: debug.Stack()}
+			pe := &PanicError{Value: v, Stack: debug.Stack()}
+			p.opts.logger.Error("handler panicked", "queue", p.topo.Queue, "message_id", d.MessageId,
+				"attempt", d.Attempt, "panic", v, "stack", string(pe.Stack))
+			err = pe
 		}
 	}()
 	return p.h(ctx, d)
+}
+
+// warnIfOverran reports a handler that ran far past its timeout: it ignores
+// its context.
+func (p *processor) warnIfOverran(start time.Time) {
+	if took := time.Since(start); took > 2*p.opts.handlerTimeout+time.Second {
+		p.opts.logger.Warn("handler ran far past WithHandlerTimeout; does it ignore its context?",
+			"queue", p.topo.Queue, "took", took, "timeout", p.opts.handlerTimeout)
+	}
+}
+
+// crashLooping reads the quorum queue's x-delivery-count, which counts
+// returns without a settle. RabbitMQ 4.0 to 4.2 also count each nack and
+// keep the count through dead-lettering, so there the message's rejections
+// are subtracted; where the broker's version is unknown (Wrap) too, which
+// can only let a crashing message run a few more times. Classic queues keep
+// no such count (a header of that name is the publisher's), and a delivery
+// not marked redelivered has not come back.
+func (p *processor) crashLooping(d *Delivery) bool {
+	if p.topo.Type != Quorum || !d.Redelivered {
+		return false
+	}
+	n, ok := exactInt(d.Headers["x-delivery-count"])
+	if !ok {
+		return false
+	}
+	if p.nacksCounted {
+		n -= int64(d.Attempt - 1)
+	}
+	return n > int64(p.opts.redeliveryLimit)
+}
+
+// nacksCounted tells from the broker's version property whether its quorum
+// queues raise x-delivery-count on nack: 4.0 to 4.2 do, 3.x and 4.3 and
+// later do not. Unknown versions are taken to.
+func nacksCounted(version string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major == 4 && minor < 3
 }
 
 func (p *processor) settle(ctx context.Context, d *Delivery, err error, took time.Duration) {
@@ -253,14 +259,31 @@ func (p *processor) settle(ctx context.Context, d *Delivery, err error, took tim
 	case actionAck:
 		p.ack(d, took)
 	case actionRetry:
-		p.retry(d, err, took)
+		p.retry(ctx, d, err, took)
 	case actionPark:
 		p.parkAndAck(ctx, d, err, took)
 	}
 }
 
+// errStale is why a settlement was skipped on a recovered channel.
+var errStale = errors.New("dlxretry: the channel was recovered since the delivery arrived")
+
+func (p *processor) ackOnce(d *Delivery) error {
+	if !p.fence.intact() {
+		return errStale
+	}
+	return d.settleAck()
+}
+
+func (p *processor) nackOnce(d *Delivery, requeue bool) error {
+	if !p.fence.intact() {
+		return errStale
+	}
+	return d.settleNack(requeue)
+}
+
 func (p *processor) ack(d *Delivery, took time.Duration) {
-	if err := d.Ack(false); err != nil {
+	if err := p.ackOnce(d); err != nil {
 		p.opts.logger.Warn("ack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
 		return
 	}
@@ -269,10 +292,12 @@ func (p *processor) ack(d *Delivery, took time.Duration) {
 	}
 }
 
-func (p *processor) retry(d *Delivery, cause error, took time.Duration) {
-	if err := d.Nack(false, false); err != nil {
-		p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
-		return
+func (p *processor) retry(ctx context.Context, d *Delivery, cause error, took time.Duration) {
+	if !p.collides(d) || !p.retryByPublish(ctx, d) {
+		if err := p.nackOnce(d, false); err != nil {
+			p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+			return
+		}
 	}
 	if f := p.opts.hooks.OnRetry; f != nil {
 		tier := p.topo.tierFor(d.Attempt)
@@ -281,19 +306,92 @@ func (p *processor) retry(d *Delivery, cause error, took time.Duration) {
 	}
 }
 
+// collides reports a first delivery that the broker's dead-lettering would
+// not send to tier 1 as a first failure: one published with a routing key in
+// the tier keys' namespace (the retry exchange would route it to a later
+// tier), or one whose publisher wrote an x-death entry for the work queue
+// (RabbitMQ 3.x would go on counting from it).
+func (p *processor) collides(d *Delivery) bool {
+	if d.Exchange == p.topo.RequeueExchange() {
+		return false
+	}
+	if strings.HasPrefix(d.RoutingKey, p.topo.Queue+".tier.") {
+		return true
+	}
+	_, forged := d.Deaths.Find(p.topo.Queue, ReasonRejected)
+	return forged
+}
+
+// retryByPublish sends a colliding first failure to tier 1 itself, without
+// the x-death its publisher wrote and marked with HeaderUncountedFailure
+// since the broker records no rejection for it, and acks it once confirmed.
+// On false the caller nacks instead: the message may then skip tiers, but is
+// not lost.
+func (p *processor) retryByPublish(ctx context.Context, d *Delivery) bool {
+	h := cloneHeaders(d.Headers, 3)
+	delete(h, headerXDeath)
+	h[HeaderUncountedFailure] = int64(1)
+	h[HeaderOriginalExchange] = d.OriginalExchange()
+	h[HeaderOriginalRoutingKey] = d.OriginalRoutingKey()
+	if !p.fence.intact() {
+		return false
+	}
+	err := p.park.cc.publish(ctx, p.topo.FirstRetryExchange(), d.RoutingKey, publishingOf(d.Delivery, h))
+	if err == nil {
+		err = p.ackOnce(d)
+	}
+	if err != nil {
+		p.opts.logger.Warn("sending a first failure to tier 1 failed; nacking it instead", "queue", p.topo.Queue, "error", err)
+		return false
+	}
+	return true
+}
+
 // parkAndAck acks only after the broker confirmed the parked copy. If parking
 // fails the message goes round the retry path once more and parking is tried
 // again on its next delivery: a duplicate in parking is possible, a loss is not.
 func (p *processor) parkAndAck(ctx context.Context, d *Delivery, cause error, took time.Duration) {
-	perr := p.park.park(ctx, d, cause)
+	perr := p.parkOnce(ctx, d, cause)
 	if perr != nil {
 		p.opts.logger.Warn("parking failed; retrying instead", "queue", p.topo.Queue, "error", perr)
-		if err := d.Nack(false, false); err != nil {
+		if err := p.nackOnce(d, false); err != nil {
 			p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
 		}
-	} else if err := d.Ack(false); err != nil {
+	} else if err := p.ackOnce(d); err != nil {
 		p.opts.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
 	}
+	p.reportPark(d, cause, perr, took)
+}
+
+func (p *processor) parkOnce(ctx context.Context, d *Delivery, cause error) error {
+	if !p.fence.intact() {
+		return errStale
+	}
+	return p.park.park(ctx, d, cause)
+}
+
+// parkUnreadable parks a message whose death history cannot be trusted. It
+// never nacks it into the broker's dead-lettering, which such a history can
+// crash: if parking fails it requeues the message after a pause.
+func (p *processor) parkUnreadable(ctx context.Context, d *Delivery, cause error) {
+	p.opts.logger.Warn("parking a message with an unreadable x-death header", "queue", p.topo.Queue,
+		"message_id", d.MessageId, "error", cause)
+	perr := p.parkOnce(ctx, d, cause)
+	if perr == nil {
+		if err := p.ackOnce(d); err != nil {
+			p.opts.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
+		}
+	} else {
+		p.opts.logger.Warn("parking failed; requeueing after a pause", "queue", p.topo.Queue, "error", perr)
+		_ = sleep(ctx, p.opts.reconnectMax)
+		if err := p.nackOnce(d, true); err != nil {
+			p.opts.logger.Warn("requeue failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		}
+	}
+	p.reportPark(d, cause, perr, 0)
+}
+
+func (p *processor) reportPark(d *Delivery, cause, perr error, took time.Duration) {
 	if f := p.opts.hooks.OnPark; f != nil {
 		f(ParkEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Err: cause, ParkErr: perr, Duration: took})
 	}

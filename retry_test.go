@@ -219,9 +219,13 @@ func TestQuorumCrashLoopIsParked(t *testing.T) {
 		case <-parked:
 			// Two rounds of limit+1 crashes each: the handler ran limit+1
 			// times per round, and the round's last delivery was failed
-			// without running it.
-			if want := topo.MaxAttempts * (limit + 1); handled != want {
-				t.Errorf("handler ran %d times, want %d", handled, want)
+			// without running it. Wrap cannot read the broker's version,
+			// so it assumes the broker may count nacks in x-delivery-count
+			// (RabbitMQ 4.0 to 4.2) and subtracts them: on other versions a
+			// round after the first may run once more per earlier failure.
+			lo := topo.MaxAttempts * (limit + 1)
+			if hi := lo + topo.MaxAttempts*(topo.MaxAttempts-1)/2; handled < lo || handled > hi {
+				t.Errorf("handler ran %d times, want %d to %d", handled, lo, hi)
 			}
 			got := getAll(t, topo.ParkingQueue(), 1, 5*time.Second)[0]
 			if msg, _ := got.Headers[dlxretry.HeaderError].(string); msg != dlxretry.ErrRedeliveryLimit.Error() {

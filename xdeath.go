@@ -1,6 +1,7 @@
 package dlxretry
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -193,4 +194,109 @@ func asInt64(v interface{}) (int64, bool) {
 		return asInt64(float64(n))
 	}
 	return 0, false
+}
+
+// ErrUnreadableHistory is the failure recorded, without running the handler,
+// for a message whose x-death header the broker cannot have written: an entry
+// that is not a table, a count that is not a positive integer, or more
+// rejections than the schedule allows. Any publisher can set such a header,
+// and handing the message to the broker's dead-lettering could crash the
+// queue (RabbitMQ 3.x does arithmetic on the count), so the message is parked
+// with the header moved aside under [HeaderUnreadableDeaths].
+var ErrUnreadableHistory = errors.New("dlxretry: unreadable x-death header")
+
+// Bounds on a death history the broker could have written.
+const (
+	maxDeathEntries = 256     // one per (queue, reason) the message passed through
+	maxDeathCount   = 1 << 31 // far beyond any real cycle, far below an overflow
+	// rejectionSlack is how far the work queue's rejection count may exceed
+	// MaxAttempts: each failed parking attempt adds a round.
+	rejectionSlack = 100
+)
+
+// checkDeaths returns an error wrapping ErrUnreadableHistory when headers
+// hold an x-death header that the broker cannot have written for a work
+// queue whose messages are parked after maxAttempts failures.
+func checkDeaths(headers amqp.Table, queue string, maxAttempts int) error {
+	raw, ok := headers[headerXDeath]
+	if !ok {
+		return nil
+	}
+	list, ok := raw.([]any)
+	if !ok {
+		return fmt.Errorf("%w: a %T, not an array", ErrUnreadableHistory, raw)
+	}
+	if len(list) > maxDeathEntries {
+		return fmt.Errorf("%w: %d entries", ErrUnreadableHistory, len(list))
+	}
+	seen := make(map[[2]string]bool, len(list))
+	for i, item := range list {
+		q, reason, err := checkDeath(item, queue, maxAttempts)
+		if err == nil && seen[[2]string{q, reason}] {
+			err = fmt.Errorf("a second entry for %q, %q", q, reason)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrUnreadableHistory, i, err)
+		}
+		seen[[2]string{q, reason}] = true
+	}
+	return nil
+}
+
+func checkDeath(item any, queue string, maxAttempts int) (q, reason string, err error) {
+	t, ok := item.(amqp.Table)
+	if !ok {
+		return "", "", fmt.Errorf("a %T, not a table", item)
+	}
+	q, okQ := t[xdeathQueue].(string)
+	reason, okR := t[xdeathReason].(string)
+	if !okQ || !okR || q == "" || reason == "" {
+		return "", "", errors.New("queue or reason missing or not a string")
+	}
+	limit := int64(maxDeathCount)
+	if q == queue && reason == ReasonRejected {
+		limit = int64(maxAttempts) + rejectionSlack
+	}
+	count, ok := exactInt(t[xdeathCount])
+	if !ok || count < 1 || count > limit {
+		return "", "", fmt.Errorf("count %v (%T) is not an integer between 1 and %d", t[xdeathCount], t[xdeathCount], limit)
+	}
+	return q, reason, checkDeathFields(t)
+}
+
+// checkDeathFields checks the optional fields' types.
+func checkDeathFields(t amqp.Table) error {
+	for _, f := range []string{xdeathExchange, xdeathOrigExpir} {
+		if v, ok := t[f]; ok {
+			if _, ok := v.(string); !ok {
+				return fmt.Errorf("%s is a %T, not a string", f, v)
+			}
+		}
+	}
+	if v, ok := t[xdeathTime]; ok {
+		if _, ok := v.(time.Time); !ok {
+			return fmt.Errorf("time is a %T, not a timestamp", v)
+		}
+	}
+	if v, ok := t[xdeathKeys]; ok {
+		keys, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("routing-keys is a %T, not an array", v)
+		}
+		for _, k := range keys {
+			if _, ok := k.(string); !ok {
+				return fmt.Errorf("a routing key is a %T, not a string", k)
+			}
+		}
+	}
+	return nil
+}
+
+// exactInt accepts the integer types of the AMQP table codec, never a float.
+func exactInt(v any) (int64, bool) {
+	switch v.(type) {
+	case float32, float64:
+		return 0, false
+	}
+	return asInt64(v)
 }
