@@ -78,20 +78,40 @@
 //
 // A handler that panics has failed with a *[PanicError]; one that runs past
 // [WithHandlerTimeout] sees its context cancelled, and what it returns still
-// decides. The handler must not ack, nack or reject the [Delivery] itself.
+// decides. A panic is logged at Error with its stack, and the parked copy
+// carries the stack in [HeaderStack]. The [Delivery] a handler gets cannot be
+// acked, nacked or rejected by it (those return [ErrSettledByLibrary]).
 //
-// [Delivery].Attempt is 1 on the first delivery and one more than the number
-// of failures so far, which the broker counts: it is the count of the x-death
-// entry for (Q, rejected) ([Deaths.Rejections]), never a copy of x-death that
-// a client published. On a retry the delivery's RoutingKey is the tier key;
-// [Delivery.OriginalRoutingKey] and [Delivery.OriginalExchange] give where
-// the message was first published.
+// [Delivery].Attempt is 1 on a first delivery, whatever x-death header its
+// publisher wrote. On a delivery that came back through the retry path (its
+// exchange is Q.requeue) it is one more than the number of failures so far,
+// which the broker counts: the count of the x-death entry for (Q, rejected)
+// ([Deaths.Rejections]). On a retry the delivery's RoutingKey is the tier
+// key; [Delivery.OriginalRoutingKey] and [Delivery.OriginalExchange] give
+// where the message was first published.
+//
+// # Hostile headers
+//
+// Any publisher can set x-death, x-delivery-count and the library's own
+// headers, with any AMQP type. An x-death the broker cannot have written (not
+// an array of tables, a count that is not a positive integer, more rejections
+// than MaxAttempts allows by far) fails with [ErrUnreadableHistory]: the
+// message is parked at once, without running the handler and without being
+// handed to the broker's dead-lettering (RabbitMQ 3.x crashes the queue on
+// some of them), with the header moved aside under [HeaderUnreadableDeaths].
+// A first delivery carrying a well-formed x-death entry for Q, or a routing
+// key in the tier keys' namespace, would skip or shorten the schedule if
+// nacked; its first failure is instead published to tier 1 by the consumer
+// (confirmed, then acked), without that x-death and marked with
+// [HeaderUncountedFailure].
 //
 // # Redeliveries
 //
 // A message whose handler crashes the process, or whose connection dies, is
 // redelivered by the broker without a rejection. Quorum queues count these
-// returns in the x-delivery-count header; when it exceeds [WithRedeliveryLimit]
+// returns in the x-delivery-count header; when a redelivered message's count,
+// less its failures where the broker also counts nacks (RabbitMQ 4.0–4.2),
+// exceeds [WithRedeliveryLimit]
 // (5 by default) the consumer records the failure [ErrRedeliveryLimit] without
 // running the handler again and nacks the message, so a poison message enters
 // the retry cycle, and eventually parking, instead of crashing consumers
@@ -118,14 +138,17 @@
 //
 // The Consumer and the Publisher dial with amqp091-go's Config.Recovery off
 // and supervise their own connections. [Wrap] may run on a connection with
-// Config.Recovery on: a delivery whose channel was recovered while its
-// handler ran is left for the broker to redeliver, never settled with a
-// delivery tag that now names another message.
+// Config.Recovery on: once it sees its channel recovered it settles nothing
+// more on it (a recovered channel numbers deliveries anew, so an old delivery
+// tag may name another message) and closes it; the broker redelivers.
 //
 // Parked messages keep their body, headers and most properties (persistent,
 // without an expiration), and get the
 // headers [HeaderQueue], [HeaderError], [HeaderAttempts], [HeaderParkedAt],
 // [HeaderOriginalExchange], [HeaderOriginalRoutingKey] and [HeaderPermanent].
+// A parked copy always fits in one frame: if the message's headers and these
+// would not, the stack, most of the error text, the death history and then
+// the message's largest headers are left off, and [HeaderTrimmed] names them.
 //
 // # Concurrency
 //
