@@ -79,6 +79,17 @@ func (v scheduleView) maxSeq() int64 {
 	return n
 }
 
+// nextActivationSeq is the sequence number of a new activation: above
+// every record's, and of the other parity than the active one's, so that
+// it binds to the other slot (see activator).
+func (v scheduleView) nextActivationSeq() int64 {
+	seq := v.maxSeq() + 1
+	if act, ok := v.active(); ok && seq%2 == act.Seq%2 {
+		seq++
+	}
+	return seq
+}
+
 // latest is the newest record of an event for a schedule.
 func (v scheduleView) latest(event, schedule string) (scheduleRecord, bool) {
 	var out scheduleRecord
@@ -159,10 +170,8 @@ func (s recordStore) read(ctx context.Context) (scheduleView, error) {
 			return v, err
 		}
 		wait := time.Duration(rand.Int64N(int64(min(attempt+1, 20)) * int64(10*time.Millisecond)))
-		select {
-		case <-ctx.Done():
-			return v, ctx.Err()
-		case <-time.After(wait):
+		if err := sleep(ctx, wait); err != nil {
+			return v, err
 		}
 	}
 	return scheduleView{}, fmt.Errorf("dlxretry: the schedule records in %s stay incomplete (%s counts more): "+

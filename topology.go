@@ -89,8 +89,18 @@ type Topology struct {
 // RetryExchange is the name of the exchange Queue dead-letters into.
 func (t Topology) RetryExchange() string { return t.Queue + ".retry" }
 
-// FirstRetryExchange is the retry exchange's alternate exchange, which feeds tier 1.
+// FirstRetryExchange is the retry exchange's alternate exchange, which feeds
+// tier 1 of the active schedule (through one of two exchanges of its own,
+// Queue.retry.first.0 and Queue.retry.first.1; see [Topology.Declare]).
 func (t Topology) FirstRetryExchange() string { return t.Queue + ".retry.first" }
+
+// firstSlot names the exchange an activation with sequence number seq binds
+// its tier 1 to: slot 0 is bound to the first-retry exchange and has slot 1
+// as its alternate exchange, so slot 0's bindings take first failures when
+// it has any, and slot 1's otherwise.
+func (t Topology) firstSlot(seq int64) string {
+	return t.FirstRetryExchange() + "." + strconv.FormatInt(seq%2, 10)
+}
 
 // RequeueExchange is where tier queues dead-letter to; it routes to Queue only.
 func (t Topology) RequeueExchange() string { return t.Queue + ".requeue" }
@@ -222,7 +232,7 @@ func (t Topology) validateBindings() error {
 
 func (t Topology) ownExchange(name string) bool {
 	switch name {
-	case t.RetryExchange(), t.FirstRetryExchange(), t.RequeueExchange(), t.ParkingExchange():
+	case t.RetryExchange(), t.FirstRetryExchange(), t.firstSlot(0), t.firstSlot(1), t.RequeueExchange(), t.ParkingExchange():
 		return true
 	}
 	return false
@@ -270,7 +280,10 @@ func runSteps(ctx context.Context, steps []func() error) error {
 // the parking queue and the schedule records' queues.
 func (t Topology) baseSteps(ch *amqp.Channel) []func() error {
 	steps := []func() error{
+		t.exchange(ch, t.firstSlot(1), amqp.ExchangeFanout, nil),
+		t.exchange(ch, t.firstSlot(0), amqp.ExchangeFanout, amqp.Table{"alternate-exchange": t.firstSlot(1)}),
 		t.exchange(ch, t.FirstRetryExchange(), amqp.ExchangeFanout, nil),
+		t.exchangeBind(ch, t.firstSlot(0), t.FirstRetryExchange()),
 		t.exchange(ch, t.RetryExchange(), amqp.ExchangeDirect, amqp.Table{"alternate-exchange": t.FirstRetryExchange()}),
 		t.exchange(ch, t.RequeueExchange(), amqp.ExchangeDirect, nil),
 		t.exchange(ch, t.ParkingExchange(), amqp.ExchangeFanout, nil),
@@ -333,6 +346,13 @@ func (t Topology) bind(ch *amqp.Channel, queue, key, exchange string) func() err
 	return func() error {
 		err := ch.QueueBind(queue, key, exchange, false, nil)
 		return declareError("binding", queue+" to "+exchange+" with key "+strconv.Quote(key), err)
+	}
+}
+
+// exchangeBind binds exchange dest to the fanout exchange source.
+func (t Topology) exchangeBind(ch *amqp.Channel, dest, source string) func() error {
+	return func() error {
+		return declareError("binding", dest+" to "+source, ch.ExchangeBind(dest, "", source, false, nil))
 	}
 }
 
@@ -409,7 +429,8 @@ func (t Topology) Delete(ctx context.Context, ch *amqp.Channel) error {
 			return declareError("queue", q, err)
 		}
 	}
-	exchanges := []string{t.RetryExchange(), t.FirstRetryExchange(), t.RequeueExchange(), t.ParkingExchange()}
+	exchanges := []string{t.RetryExchange(), t.FirstRetryExchange(), t.firstSlot(0), t.firstSlot(1),
+		t.RequeueExchange(), t.ParkingExchange()}
 	if t.Exchange != "" {
 		exchanges = append(exchanges, t.Exchange)
 	}

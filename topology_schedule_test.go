@@ -95,8 +95,8 @@ func TestRollingDeployLeavesOneCopy(t *testing.T) {
 	t.Cleanup(func() { deleteTopology(t, updated) })
 	declareAll(t, old, updated, old, updated, old, updated, old, updated)
 
-	if got, want := bindingsOf(t, old.FirstRetryExchange()), []string{updated.TierQueue(1)}; !equal(got, want) {
-		t.Errorf("%s binds %q, want %q", old.FirstRetryExchange(), got, want)
+	if got, want := firstRoutes(t, old), []string{updated.TierQueue(1)}; !equal(got, want) {
+		t.Errorf("%s binds %q, want %q", "first-retry exchanges", got, want)
 	}
 	bodies := []string{"m1", "m2", "m3", "m4"}
 	rec := newRecorder(map[string]int{"m1": -1, "m2": -1, "m3": -1, "m4": -1})
@@ -185,14 +185,16 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
 	}
 }
 
-// bindingsOf lists the queues bound to exchange, one entry per binding,
-// as rabbitmqctl reports them.
-func bindingsOf(t *testing.T, exchange string) []string {
+// firstRoutes lists the queues bound to the exchanges behind the
+// first-retry exchange (Q.retry.first.0 and its alternate exchange
+// Q.retry.first.1), one entry per binding, as rabbitmqctl reports them.
+func firstRoutes(t *testing.T, topo dlxretry.Topology) []string {
 	t.Helper()
 	out := brokertest.Ctl(t, "list_bindings", "-q", "--no-table-headers", "source_name", "destination_name")
 	var got []string
 	for _, line := range strings.Split(out, "\n") {
-		if src, dst, ok := strings.Cut(line, "\t"); ok && src == exchange {
+		src, dst, ok := strings.Cut(line, "\t")
+		if ok && (src == topo.FirstRetryExchange()+".0" || src == topo.FirstRetryExchange()+".1") {
 			got = append(got, dst)
 		}
 	}
