@@ -20,32 +20,61 @@
 //	+-------------> Q (work queue) ---- handler fails: basic.nack(requeue=false),
 //	|                    |              the broker dead-letters the message
 //	|                    v
-//	|             Q.retry (direct) ---- key Q.tier.i ---------------+
-//	|                    |                                          |
-//	|        any other key (a first failure)                        |
-//	|                    v                                          |
-//	|   Q.retry.first (fanout; alternate exchange of Q.retry)       |
-//	|                    |                                          v
-//	|                    v                            tier i+1 (key Q.tier.K: tier K)
-//	|                 tier 1                                        |
-//	|                    |                                          |
-//	|    tier queues Q.retry.<i>.<delay>: x-message-ttl = di, no consumers;
-//	|    when it expires the broker dead-letters with key Q.tier.i
-//	|                    |                                          |
-//	|                    v                                          |
-//	+-- keys Q.tier.* -- Q.requeue (direct) <-----------------------+
+//	|             Q.retry (direct) ---- key Q.tier.i.<h> -------------+
+//	|                    |                                            |
+//	|        any other key (a first failure)                          |
+//	|                    v                                            |
+//	|   Q.retry.first (fanout; alternate exchange of Q.retry)         |
+//	|                    v                                            |
+//	|   Q.retry.first.0 (fanout), or while it has no binding          |
+//	|   Q.retry.first.1 (fanout; alternate exchange of .0)            v
+//	|                    |                        tier i+1 (the last tier: itself)
+//	|                    v                                            |
+//	|    tier 1 of the active schedule                                |
+//	|                    |                                            |
+//	|    tier queues Q.retry.<i>.<delay>.<h>: x-message-ttl = di, no consumers;
+//	|    when it expires the broker dead-letters with key Q.tier.i.<h>
+//	|                    |                                            |
+//	|                    v                                            |
+//	+-- keys Q.tier.* -- Q.requeue (direct) <-------------------------+
 //
 //	consumer --- MaxAttempts failures, or Permanent ---> Q.parking (fanout) ---> Q.parking (queue)
 //	             (published with confirms, then the original is acked)
 //
+//	Q.retry.schedules, Q.retry.schedules.count: the schedules declared (see below)
+//
 // Q has x-dead-letter-exchange = Q.retry and no dead-letter routing key, so a
 // rejected message keeps the key it has. The exchanges are declared before
-// the queues that dead-letter into them. Tier queues are named after their
-// delay, so a changed schedule declares new queues instead of clashing with
-// the old ones; a declaration that does clash with what the broker has is
-// reported as a *[DeclareError] naming the entity and the argument.
-// Declare is idempotent: [Consumer.Run] calls it after every reconnect.
+// the queues that dead-letter into them. <h> is eight hex digits that hash
+// the delays from tier i to the last: the tier's delay and where its messages
+// go next. A declaration that clashes with what the broker has is reported
+// as a *[DeclareError] naming the entity and the argument. Declare is
+// idempotent: [Consumer.Run] calls it after every reconnect.
 // [Topology.Delete] removes it all.
+//
+// # Changing the schedule
+//
+// Delays may change between deploys; so may MaxAttempts, which only decides
+// when a message is parked. A tier's name and key fix its arguments and its
+// next tier, so a key never routes to two tiers: messages waiting in the
+// old tiers when the schedule changes finish on the old path, once each,
+// and new first failures take the new one.
+//
+// Declare records each schedule in the queue Q.retry.schedules, which
+// nothing consumes (one JSON message per event; Q.retry.schedules.count
+// lets a reader that met another tell that it has not seen them all). The
+// schedule declared for the first time most recently is the active one, and
+// only its tier 1 takes first failures. Each activation binds tier 1 to
+// Q.retry.first.0 or Q.retry.first.1 in turn, so that a switch is a single
+// binding change: no first failure is copied or lost. Declaring a schedule
+// declared before does not make it active again: during a rolling deploy,
+// consumers still running the old schedule send their first failures into
+// the new one. Declares of two different new schedules at the same moment
+// may copy a few first failures while they race, and end with one active.
+//
+// The old tiers stay until [Topology.RetireTiers] deletes them as they
+// empty. To go back to an older schedule, deploy it and call RetireTiers with
+// it: that makes it the active schedule again and retires the newer one.
 //
 // # How a failure travels
 //

@@ -40,15 +40,22 @@ type Binding struct {
 //	Queue            the work queue; dead-letters to Queue.retry
 //	Queue.retry      direct exchange; tier key i routes to tier i+1,
 //	                 anything else (a first failure) to its alternate
-//	                 exchange Queue.retry.first, which feeds tier 1
-//	tier queues      one per delay, named Queue.retry.<i>.<delay>, with
+//	                 exchange Queue.retry.first, which feeds tier 1 of
+//	                 the active schedule through Queue.retry.first.0
+//	                 or Queue.retry.first.1
+//	tier queues      one per delay, named Queue.retry.<i>.<delay>.<h>
+//	                 (h hashes the delays from i to the last), with
 //	                 queue TTL; they dead-letter to Queue.requeue
 //	Queue.requeue    direct exchange that routes tier keys to Queue only
 //	Queue.parking    exchange and queue for messages that will not succeed
+//	Queue.retry.schedules, Queue.retry.schedules.count
+//	                 queues that record the schedules declared
 //
 // A Topology is plain data; declare it with [Topology.Declare]. The zero value
 // is not valid: Queue, Delays and MaxAttempts must be set. Type defaults to
-// [Classic]; Exchange, Bindings and BindingKeys are optional.
+// [Classic]; Exchange, Bindings and BindingKeys are optional. Delays and
+// MaxAttempts may change from one deploy to the next: see
+// [Topology.Declare] and [Topology.RetireTiers].
 type Topology struct {
 	// Queue is the work queue's name.
 	Queue string
@@ -179,8 +186,8 @@ func validName(field, name string) error {
 	if name == "" {
 		return invalid(field, "must not be empty")
 	}
-	// The longest derived name adds ".retry.first" or a tier suffix; AMQP
-	// names are at most 255 bytes.
+	// The longest derived name adds ".retry.schedules.count" or a tier
+	// suffix (at most 40 bytes); AMQP names are at most 255 bytes.
 	if len(name) > 200 {
 		return invalid(field, "must be at most 200 bytes, got %d", len(name))
 	}
@@ -246,7 +253,8 @@ func (t Topology) ownExchange(name string) bool {
 //
 // Declare records the schedule (Delays) in the broker the first time it is
 // declared, with a confirmed publish that puts ch in confirm mode (a
-// listener registered with NotifyPublish on ch sees that confirmation). The
+// listener registered with NotifyPublish on ch sees that confirmation), and
+// reads the records with basic.get on ch, returning them with basic.nack. The
 // newest schedule recorded is the active one: Declare declares its tiers,
 // binds its tier 1 to the first-retry exchange and unbinds the tier 1 of
 // every other schedule, so that every first failure enters one tier. A
