@@ -56,6 +56,10 @@ type Policy struct {
 // TTL and dead-letter routing key are its own. It reports an invalid
 // topology as Validate does.
 //
+// After a change of Delays, apply the new schedule's policies before it is
+// first declared, and keep the old ones until [Topology.RetireTiers] has
+// deleted the old tiers: a tier without its policy keeps its messages.
+//
 // What stays a queue argument in either mode: x-queue-type, the work
 // queue's x-delivery-limit (quorum queues: a limit so large that it never
 // applies, which must hold before any policy does) and the retry exchange's

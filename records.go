@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -52,17 +53,21 @@ func (r scheduleRecord) after(o scheduleRecord) bool {
 	return r.Seq > o.Seq || r.Seq == o.Seq && r.ID > o.ID
 }
 
-func parseRecord(body []byte) (scheduleRecord, bool) {
-	var r scheduleRecord
-	if json.Unmarshal(body, &r) != nil || r.ID == "" || len(r.DelaysMS) == 0 {
-		return r, false
+// parseRecord reads a record; id is its ID when it has one, and ok says
+// whether it is an event this version knows, with valid delays.
+func parseRecord(body []byte) (r scheduleRecord, id string, ok bool) {
+	if json.Unmarshal(body, &r) != nil || r.ID == "" {
+		return r, "", false
+	}
+	if r.Event != eventActivated && r.Event != eventRetired || len(r.DelaysMS) == 0 {
+		return r, r.ID, false
 	}
 	for _, ms := range r.DelaysMS {
-		if validDelay(0, time.Duration(ms)*time.Millisecond) != nil {
-			return r, false
+		if ms > math.MaxInt64/int64(time.Millisecond) || validDelay(0, time.Duration(ms)*time.Millisecond) != nil {
+			return r, r.ID, false
 		}
 	}
-	return r, r.Event == eventActivated || r.Event == eventRetired
+	return r, r.ID, true
 }
 
 // scheduleView is every record, read at once, and how many had been written.
@@ -205,9 +210,12 @@ func (s recordStore) readOnce(ctx context.Context) (scheduleView, bool, error) {
 			return v, len(ids) >= written, nil
 		}
 		tags = append(tags, d.DeliveryTag)
-		if r, ok := parseRecord(d.Body); ok && !ids[r.ID] {
-			ids[r.ID] = true
+		r, id, ok := parseRecord(d.Body)
+		if ok && !ids[id] {
 			v.records = append(v.records, r)
+		}
+		if id != "" {
+			ids[id] = true
 		}
 	}
 	return v, false, fmt.Errorf("dlxretry: %s holds more than %d messages", s.t.schedulesQueue(), maxRecords)

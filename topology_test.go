@@ -105,13 +105,15 @@ func TestDeleteRemovesEverything(t *testing.T) {
 			t.Fatalf("Delete: %v", err)
 		}
 	}
-	queues := []string{topo.Queue, topo.ParkingQueue(), topo.TierQueue(1), topo.TierQueue(2)}
+	queues := []string{topo.Queue, topo.ParkingQueue(), topo.TierQueue(1), topo.TierQueue(2),
+		topo.Queue + ".retry.schedules", topo.Queue + ".retry.schedules.count"}
 	for _, q := range queues {
 		if _, err := brokertest.Channel(t).QueueDeclarePassive(q, true, false, false, false, nil); err == nil {
 			t.Errorf("queue %s still exists", q)
 		}
 	}
-	exchanges := []string{topo.Exchange, topo.RetryExchange(), topo.FirstRetryExchange(), topo.RequeueExchange(), topo.ParkingExchange()}
+	exchanges := []string{topo.Exchange, topo.RetryExchange(), topo.FirstRetryExchange(), topo.FirstRetryExchange() + ".0",
+		topo.FirstRetryExchange() + ".1", topo.RequeueExchange(), topo.ParkingExchange()}
 	for _, x := range exchanges {
 		if err := brokertest.Channel(t).ExchangeDeclarePassive(x, "direct", true, false, false, false, nil); err == nil {
 			t.Errorf("exchange %s still exists", x)
