@@ -46,7 +46,7 @@ func (t Topology) declareSchedule(ctx context.Context, ch *amqp.Channel, promote
 			return err
 		}
 		if a.needsActivation(v, promote) {
-			if _, err := a.store.write(ctx, eventActivated, t.Delays, v.nextActivationSeq()); err != nil {
+			if err := a.store.write(ctx, eventActivated, t.Delays, v.nextActivationSeq()); err != nil {
 				return err
 			}
 			continue

@@ -25,8 +25,16 @@ const (
 // maxRecords bounds one read of the records queue.
 const maxRecords = 10000
 
-// readAttempts bounds how often a read finds records held by another reader.
-const readAttempts = 40
+// readAttempts bounds how often a read finds records held by another
+// reader; it waits a random time up to readBackoff, doubled at each attempt
+// and at most maxReadBackoff, before the next (about half a minute in all,
+// at worst), so that the readers of many consumers connecting at once take
+// turns.
+const (
+	readAttempts   = 25
+	readBackoff    = 5 * time.Millisecond
+	maxReadBackoff = 2 * time.Second
+)
 
 // scheduleRecord is one event of a schedule, a message's JSON body.
 type scheduleRecord struct {
@@ -174,8 +182,8 @@ func (s recordStore) read(ctx context.Context) (scheduleView, error) {
 		if err != nil || complete {
 			return v, err
 		}
-		wait := time.Duration(rand.Int64N(int64(min(attempt+1, 20)) * int64(10*time.Millisecond)))
-		if err := sleep(ctx, wait); err != nil {
+		wait := min(readBackoff<<min(attempt, 20), maxReadBackoff)
+		if err := sleep(ctx, rand.N(wait)+1); err != nil {
 			return v, err
 		}
 	}
@@ -223,24 +231,24 @@ func (s recordStore) readOnce(ctx context.Context) (scheduleView, bool, error) {
 
 // write records an event of a schedule with publisher confirms, then counts
 // it. It puts ch in confirm mode.
-func (s recordStore) write(ctx context.Context, event string, delays []time.Duration, seq int64) (scheduleRecord, error) {
+func (s recordStore) write(ctx context.Context, event string, delays []time.Duration, seq int64) error {
 	r := scheduleRecord{Event: event, Seq: seq, ID: strconv.FormatInt(seq, 10) + "." + randomHex(), At: time.Now().UTC()}
 	for _, d := range delays {
 		r.DelaysMS = append(r.DelaysMS, d.Milliseconds())
 	}
 	body, err := json.Marshal(r)
 	if err != nil {
-		return r, err
+		return err
 	}
 	if err := s.ch.Confirm(false); err != nil {
-		return r, fmt.Errorf("dlxretry: record schedule: confirm mode: %w", err)
+		return fmt.Errorf("dlxretry: record schedule: confirm mode: %w", err)
 	}
 	msg := amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json",
 		MessageId: r.ID, Timestamp: r.At, Body: body}
 	if err := s.publish(ctx, s.t.schedulesQueue(), msg); err != nil {
-		return r, err
+		return err
 	}
-	return r, s.publish(ctx, s.t.scheduleCountQueue(), amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: r.ID})
+	return s.publish(ctx, s.t.scheduleCountQueue(), amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: r.ID})
 }
 
 func (s recordStore) publish(ctx context.Context, queue string, msg amqp.Publishing) error {

@@ -84,7 +84,7 @@ func (t Topology) markRetired(ctx context.Context, store recordStore) (scheduleV
 			continue
 		}
 		seq++
-		if _, err := store.write(ctx, eventRetired, delays, seq); err != nil {
+		if err := store.write(ctx, eventRetired, delays, seq); err != nil {
 			return v, err
 		}
 	}

@@ -320,3 +320,21 @@ func assertGone(t *testing.T, queue string) {
 		t.Errorf("queue %s: %v, want it gone", queue, err)
 	}
 }
+
+// Many consumers declaring at once, as after a broker restart, take turns
+// reading the schedule records and all succeed.
+func TestManyDeclaresAtOnce(t *testing.T) {
+	t.Parallel()
+	topo := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(100, 200), MaxAttempts: 3}
+	declareTopology(t, topo)
+	newer := topo
+	newer.Delays = delaysMS(300)
+	declareTopology(t, newer)
+	topos := make([]dlxretry.Topology, 40)
+	for i := range topos {
+		topos[i] = []dlxretry.Topology{topo, newer}[i%2]
+	}
+	start := time.Now()
+	declareAll(t, topos...)
+	t.Logf("%d declares in %v", len(topos), time.Since(start))
+}
