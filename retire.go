@@ -116,14 +116,7 @@ type retiring struct {
 // then deletes those that are empty.
 func (t Topology) deleteOldTiers(ctx context.Context, conn *amqp.Connection, ch *amqp.Channel, v scheduleView) (RetireReport, error) {
 	schedules := t.retiring(v)
-	for _, s := range schedules {
-		for _, tier := range s.tiers {
-			if err := quietly(conn, func(c *amqp.Channel) error { return c.QueueUnbind(tier.next, tier.key, t.RetryExchange(), nil) }); err != nil {
-				return RetireReport{}, declareError("binding", tier.next+" to "+t.RetryExchange()+" with key "+tier.key, err)
-			}
-		}
-	}
-	if err := sleep(ctx, retireGrace); err != nil {
+	if err := t.cutRoutes(ctx, conn, schedules); err != nil {
 		return RetireReport{}, err
 	}
 	report := RetireReport{Waiting: map[string]int{}}
@@ -140,6 +133,25 @@ func (t Topology) deleteOldTiers(ctx context.Context, conn *amqp.Connection, ch 
 		}
 	}
 	return report, nil
+}
+
+// cutRoutes unbinds each old tier's key from the retry exchange, then
+// waits retireGrace for messages already routed.
+func (t Topology) cutRoutes(ctx context.Context, conn *amqp.Connection, schedules []retiring) error {
+	cut := false
+	for _, s := range schedules {
+		for _, tier := range s.tiers {
+			err := quietly(conn, func(c *amqp.Channel) error { return c.QueueUnbind(tier.next, tier.key, t.RetryExchange(), nil) })
+			if err != nil {
+				return declareError("binding", tier.next+" to "+t.RetryExchange()+" with key "+tier.key, err)
+			}
+			cut = true
+		}
+	}
+	if !cut {
+		return nil
+	}
+	return sleep(ctx, retireGrace)
 }
 
 // retiring lists the other schedules with the tiers t does not share.
