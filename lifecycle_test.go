@@ -135,22 +135,24 @@ func TestRunCancelStopsADial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
+	accepted := make(chan struct{})
 	go func() {
+		defer close(accepted)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns = append(conns, c)
+			conns = append(conns, c) // held open, silent
 		}
 	}()
+	defer func() { ln.Close(); <-accepted }()
 	topo := dlxretry.Topology{Queue: "never.declared", Delays: delaysMS(50), MaxAttempts: 1}
 	c, err := dlxretry.NewConsumer("amqp://guest:guest@"+ln.Addr().String()+"/", topo,
 		func(context.Context, *dlxretry.Delivery) error { return nil })
