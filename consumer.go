@@ -147,7 +147,7 @@ func (c *Consumer) serve(ctx context.Context, url string, run *running) (time.Du
 func (c *Consumer) open(ctx context.Context, conn *amqp.Connection) (*session, error) {
 	s := &session{conn: conn, proc: *c.proc}
 	version, _ := conn.Properties["version"].(string)
-	s.proc.nacksCounted = nacksCounted(version)
+	s.proc.resetByDeadLettering = resetByDeadLettering(version)
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	var err error
 	if s.ch, err = conn.Channel(); err != nil {

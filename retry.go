@@ -54,8 +54,9 @@ type processor struct {
 	park  *parker
 	opts  options
 	fence *fence // nil when the channel cannot be recovered under us
-	// nacksCounted: the broker raises x-delivery-count on nack too, or may.
-	nacksCounted bool
+	// resetByDeadLettering: the broker's x-delivery-count counts one
+	// attempt's returns only (see crashLooping).
+	resetByDeadLettering bool
 }
 
 // Wrap returns a function that runs h on a delivery from your own consume
@@ -144,7 +145,7 @@ func newProcessor(t Topology, h Handler, opts []Option) (*processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &processor{topo: t, h: h, opts: o, nacksCounted: true}, nil
+	return &processor{topo: t, h: h, opts: o}, nil
 }
 
 func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
@@ -223,12 +224,18 @@ func (p *processor) warnIfOverran(start time.Time) {
 }
 
 // crashLooping reads the quorum queue's x-delivery-count, which counts
-// returns without a settle. RabbitMQ 4.0 to 4.2 also count each nack and
-// keep the count through dead-lettering, so there the message's rejections
-// are subtracted; where the broker's version is unknown (Wrap) too, which
-// can only let a crashing message run a few more times. Classic queues keep
-// no such count (a header of that name is the publisher's), and a delivery
-// not marked redelivered has not come back.
+// returns without a settle, and tells a message whose handler keeps crashing
+// the consumer. Classic queues keep no such count (a header of that name is
+// the publisher's), and a delivery not marked redelivered has not come back.
+//
+// What the header holds differs by version (measured on RabbitMQ 3.10.8,
+// 4.0.5 and 4.3.6). On 3.x it counts this attempt's returns: dead-lettering
+// drops it. On 4.3 it counts returns over the message's life. On 4.0 it
+// counts this attempt's returns, but an attempt's first delivery carries the
+// previous attempt's last count plus one (the nack raised it, dead-lettering
+// kept it). Where it may be kept, WithRedeliveryLimit+1 deliveries are
+// allowed per attempt so far: a crashing message still moves on through the
+// schedule, after at most (limit+1) × attempt returns in an attempt.
 func (p *processor) crashLooping(d *Delivery) bool {
 	if p.topo.Type != Quorum || !d.Redelivered {
 		return false
@@ -237,21 +244,20 @@ func (p *processor) crashLooping(d *Delivery) bool {
 	if !ok {
 		return false
 	}
-	if p.nacksCounted {
-		n -= int64(d.Attempt - 1)
+	limit := int64(p.opts.redeliveryLimit)
+	if p.resetByDeadLettering {
+		return n > limit
 	}
-	return n > int64(p.opts.redeliveryLimit)
+	return n > (limit+1)*int64(d.Attempt)-1
 }
 
-// nacksCounted tells from the broker's version property whether its quorum
-// queues raise x-delivery-count on nack: 4.0 to 4.2 do, 3.x and 4.3 and
-// later do not. Unknown versions are taken to.
-func nacksCounted(version string) bool {
-	var major, minor int
-	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
-		return true
-	}
-	return major == 4 && minor < 3
+// resetByDeadLettering tells from the broker's version property whether
+// dead-lettering drops x-delivery-count (RabbitMQ 3.x). An unknown version
+// (Wrap cannot read it) is taken not to.
+func resetByDeadLettering(version string) bool {
+	var major int
+	_, err := fmt.Sscanf(version, "%d.", &major)
+	return err == nil && major <= 3
 }
 
 func (p *processor) settle(ctx context.Context, d *Delivery, err error, took time.Duration) {

@@ -3,6 +3,7 @@ package dlxretry_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,61 +184,44 @@ func TestRetriesDoNotLeak(t *testing.T) {
 }
 
 // Quorum: a message whose consumer dies before acking, again and again, is
-// counted as failing, retried and parked; the broker never drops it.
+// counted as failing, retried and parked; the broker never drops it. What
+// x-delivery-count counts differs by version (3.x resets it on
+// dead-lettering, 4.0 also counts nacks, 4.3 keeps it), and the consumer
+// reads the broker's version: the handler runs limit+1 times per attempt on
+// every version.
 func TestQuorumCrashLoopIsParked(t *testing.T) {
 	t.Parallel()
 	topo := declare(t, dlxretry.Quorum, delaysMS(50), 2)
-	publish(t, topo.Exchange, "k", "poison")
-
+	name := brokertest.Name(t, "conn")
 	const limit = 2
-	var handled, crashes int
-	parked := make(chan struct{}, 1)
-	for crashes < 20 {
-		conn := brokertest.Dial(t)
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
+	var handled atomic.Int32
+	h := func(ctx context.Context, d *dlxretry.Delivery) error {
+		handled.Add(1)
+		if n, err := brokertest.CloseConnections(name); err != nil || n == 0 {
+			t.Errorf("crash: closed %d connections: %v", n, err)
 		}
-		h := func(ctx context.Context, d *dlxretry.Delivery) error {
-			handled++
-			conn.Close() // the process dies mid-message
-			return errTest
-		}
-		process, err := dlxretry.Wrap(ch, topo, h, dlxretry.WithRedeliveryLimit(limit),
-			dlxretry.WithHooks(dlxretry.Hooks{OnPark: func(e dlxretry.ParkEvent) {
-				if e.ParkErr == nil {
-					parked <- struct{}{}
-				}
-			}}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := getOne(t, ch, topo.Queue, 5*time.Second)
-		process(context.Background(), d)
-		conn.Close()
-		select {
-		case <-parked:
-			// Two rounds of limit+1 crashes each: the handler ran limit+1
-			// times per round, and the round's last delivery was failed
-			// without running it. Wrap cannot read the broker's version,
-			// so it assumes the broker may count nacks in x-delivery-count
-			// (RabbitMQ 4.0 to 4.2) and subtracts them: on other versions a
-			// round after the first may run once more per earlier failure.
-			lo := topo.MaxAttempts * (limit + 1)
-			if hi := lo + topo.MaxAttempts*(topo.MaxAttempts-1)/2; handled < lo || handled > hi {
-				t.Errorf("handler ran %d times, want %d to %d", handled, lo, hi)
-			}
-			got := getAll(t, topo.ParkingQueue(), 1, 5*time.Second)[0]
-			if msg, _ := got.Headers[dlxretry.HeaderError].(string); msg != dlxretry.ErrRedeliveryLimit.Error() {
-				t.Errorf("parked with error %q", msg)
-			}
-			assertEmpty(t, topo)
-			return
-		default:
-			crashes++
-		}
+		<-ctx.Done() // the process "dies" mid-message: nothing is settled
+		return ctx.Err()
 	}
-	t.Fatalf("not parked after %d crashes", crashes)
+	c := newCounter(nil)
+	run(t, topo, h, dlxretry.WithConnectionName(name), dlxretry.WithRedeliveryLimit(limit),
+		dlxretry.WithReconnectDelay(10*time.Millisecond, 100*time.Millisecond), dlxretry.WithHooks(c.hooks()))
+	publish(t, topo.Exchange, "k", "poison")
+	waitN(t, c.outcomes, 1, 60*time.Second)
+	// Each attempt allows limit+1 deliveries: on 3.x and 4.3 that makes two
+	// rounds of limit+1 crashes each, each round's last delivery failed
+	// without running the handler. RabbitMQ 4.0 carries a count into the next
+	// attempt that cannot be told from a fresh one, so the consumer allows
+	// (limit+1) × attempt there: at most limit+1 more runs per attempt.
+	lo, hi := int32(topo.MaxAttempts*(limit+1)), int32((limit+1)*topo.MaxAttempts*(topo.MaxAttempts+1)/2)
+	if n := handled.Load(); n < lo || n > hi {
+		t.Errorf("handler ran %d times, want %d to %d", n, lo, hi)
+	}
+	got := getAll(t, topo.ParkingQueue(), 1, 5*time.Second)[0]
+	if msg, _ := got.Headers[dlxretry.HeaderError].(string); msg != dlxretry.ErrRedeliveryLimit.Error() {
+		t.Errorf("parked with error %q", msg)
+	}
+	assertEmpty(t, topo)
 }
 
 func getOne(t *testing.T, ch *amqp.Channel, queue string, timeout time.Duration) amqp.Delivery {
@@ -292,5 +276,31 @@ func assertEmpty(t *testing.T, topo dlxretry.Topology) {
 		if n := messageCount(t, q); n != 0 {
 			t.Errorf("%s holds %d messages", q, n)
 		}
+	}
+}
+
+// A handler that always fails runs exactly MaxAttempts times and the message
+// is parked with the handler's own error, also with more attempts than the
+// redelivery limit: RabbitMQ 4.0 raises x-delivery-count on every nack and
+// keeps it through dead-lettering, which must not read as a crash loop.
+func TestAlwaysFailsRunsEveryAttempt(t *testing.T) {
+	for _, typ := range queueTypes {
+		t.Run(string(typ), func(t *testing.T) {
+			t.Parallel()
+			topo := declare(t, typ, delaysMS(20), 9)
+			c := newCounter(func(string) bool { return true })
+			run(t, topo, c.handle, dlxretry.WithHooks(c.hooks()))
+			publish(t, topo.Exchange, "k", "bad")
+			waitN(t, c.outcomes, 1, 20*time.Second)
+			calls, _, parks := c.snapshot("bad")
+			if want := []int{1, 2, 3, 4, 5, 6, 7, 8, 9}; !equalInts(calls, want) || parks != 1 {
+				t.Errorf("attempts %v, %d parks; want %v, 1", calls, parks, want)
+			}
+			if e := c.parkErrs["bad"]; e != errTest.Error() {
+				t.Errorf("parked with %q, want the handler's error", e)
+			}
+			getAll(t, topo.ParkingQueue(), 1, 5*time.Second)
+			assertEmpty(t, topo)
+		})
 	}
 }
