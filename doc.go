@@ -138,10 +138,11 @@
 //
 // A message whose handler crashes the process, or whose connection dies, is
 // redelivered by the broker without a rejection. Quorum queues count these
-// returns in the x-delivery-count header; when a redelivered message's count,
-// less its failures where the broker also counts nacks (RabbitMQ 4.0–4.2),
-// exceeds [WithRedeliveryLimit]
-// (5 by default) the consumer records the failure [ErrRedeliveryLimit] without
+// returns in the x-delivery-count header; when a redelivered message has come
+// back more than [WithRedeliveryLimit] times in its current attempt (5 by
+// default; on RabbitMQ 4.x, whose count can span attempts, more than
+// (limit+1) × attempt − 1 times in all) the consumer records the failure
+// [ErrRedeliveryLimit] without
 // running the handler again and nacks the message, so a poison message enters
 // the retry cycle, and eventually parking, instead of crashing consumers
 // forever. The topology gives quorum queues an x-delivery-limit so large that
