@@ -230,7 +230,7 @@ func TestNewParkingLotRejectsBadInput(t *testing.T) {
 func tempQueue(t *testing.T, ch *amqp.Channel, what string) string {
 	t.Helper()
 	name := brokertest.Name(t, what)
-	if _, err := ch.QueueDeclare(name, false, false, false, false, nil); err != nil {
+	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -245,7 +245,7 @@ func tempQueue(t *testing.T, ch *amqp.Channel, what string) string {
 func tempExchange(t *testing.T, ch *amqp.Channel, what string) string {
 	t.Helper()
 	name := brokertest.Name(t, what)
-	if err := ch.ExchangeDeclare(name, "direct", false, false, false, false, nil); err != nil {
+	if err := ch.ExchangeDeclare(name, "direct", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

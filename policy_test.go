@@ -392,7 +392,8 @@ func rabbitmqctl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, "rabbitmqctl", args...)
+	words := brokertest.CtlCommand()
+	cmd := exec.CommandContext(ctx, words[0], append(words[1:], args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err

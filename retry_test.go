@@ -150,14 +150,8 @@ func TestNoHeadOfLineBlocking(t *testing.T) {
 func TestRetriesDoNotLeak(t *testing.T) {
 	t.Parallel()
 	ch := brokertest.Channel(t)
-	exchange := brokertest.Name(t, "events")
-	spy := brokertest.Name(t, "spy")
-	if err := ch.ExchangeDeclare(exchange, "topic", false, true, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ch.QueueDeclare(spy, false, true, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	exchange := brokertest.Exchange(t, "events", "topic")
+	spy := brokertest.Queue(t, "spy", nil)
 	if err := ch.QueueBind(spy, "#", exchange, false, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ func printClearCommands(out io.Writer, policies []dlxretry.Policy, vhost string)
 // cannotUseRabbitmqctl says why rabbitmqctl cannot set policies on the
 // broker at uri, or "".
 func cannotUseRabbitmqctl(uri amqp.URI) string {
-	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+	if _, err := exec.LookPath(ctlCommand()[0]); err != nil {
 		return "rabbitmqctl not found"
 	}
 	switch uri.Host {
@@ -118,7 +119,8 @@ func rabbitmqctl(ctx context.Context, args ...string) error {
 
 func rabbitmqctlOutput(ctx context.Context, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "rabbitmqctl", args...)
+	words := ctlCommand()
+	cmd := exec.CommandContext(ctx, words[0], append(words[1:], args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("rabbitmqctl %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
@@ -152,4 +154,14 @@ func shellCommand(name string, args []string) string {
 		words = append(words, a)
 	}
 	return strings.Join(words, " ")
+}
+
+// ctlCommand is rabbitmqctl, or the command DLXRETRY_RABBITMQCTL names (a
+// command line, split on spaces) that controls the broker the example talks
+// to, such as a RabbitMQ node running beside the machine's own.
+func ctlCommand() []string {
+	if words := strings.Fields(os.Getenv("DLXRETRY_RABBITMQCTL")); len(words) > 0 {
+		return words
+	}
+	return []string{"rabbitmqctl"}
 }

@@ -96,7 +96,7 @@ func TestShellCommand(t *testing.T) {
 // a broker is required (CI).
 func requireRabbitmqctl(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
+	if _, err := exec.LookPath(ctlCommand()[0]); err != nil {
 		msg := "rabbitmqctl not found: this test sets policies with it"
 		if os.Getenv(brokertest.RequireEnv) != "" {
 			t.Fatal(msg)
@@ -121,7 +121,7 @@ func cleanUp(t *testing.T, topo dlxretry.Topology) []dlxretry.Policy {
 			if !strings.Contains(listed, p.Name+"\t") {
 				continue
 			}
-			if out, err := exec.Command("rabbitmqctl", p.ClearPolicyArgs("/")...).CombinedOutput(); err != nil {
+			if out, err := exec.Command(ctlCommand()[0], append(ctlCommand()[1:], p.ClearPolicyArgs("/")...)...).CombinedOutput(); err != nil {
 				t.Errorf("clear policy %s: %v\n%s", p.Name, err, out)
 			}
 		}
@@ -131,7 +131,7 @@ func cleanUp(t *testing.T, topo dlxretry.Topology) []dlxretry.Policy {
 
 func listPolicies(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("rabbitmqctl", "list_policies", "--vhost", "/", "--no-table-headers", "--quiet").CombinedOutput()
+	out, err := exec.Command(ctlCommand()[0], append(ctlCommand()[1:], "list_policies", "--vhost", "/", "--no-table-headers", "--quiet")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("list_policies: %v\n%s", err, out)
 	}

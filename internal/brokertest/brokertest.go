@@ -131,3 +131,51 @@ func Name(t testing.TB, what string) string {
 	}
 	return "t." + test + "." + what + "." + hex.EncodeToString(b)
 }
+
+// Queue declares a durable queue with a name of its own for the test, and
+// deletes it when the test ends. Tests never declare non-durable,
+// non-exclusive queues: RabbitMQ 4.x deprecates them.
+func Queue(t testing.TB, what string, args amqp.Table) string {
+	t.Helper()
+	name := Name(t, what)
+	if _, err := Channel(t).QueueDeclare(name, true, false, false, false, args); err != nil {
+		t.Fatalf("declare queue %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if _, err := cleanupChannel(t).QueueDelete(name, false, false, false); err != nil {
+			t.Errorf("cleanup: delete queue %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// Exchange declares a durable exchange of kind with a name of its own for
+// the test, and deletes it when the test ends.
+func Exchange(t testing.TB, what, kind string) string {
+	t.Helper()
+	name := Name(t, what)
+	if err := Channel(t).ExchangeDeclare(name, kind, true, false, false, false, nil); err != nil {
+		t.Fatalf("declare exchange %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := cleanupChannel(t).ExchangeDelete(name, false, false); err != nil {
+			t.Errorf("cleanup: delete exchange %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// cleanupChannel opens a channel on a connection of its own, for cleanups
+// that run after the test's own connections have closed.
+func cleanupChannel(t testing.TB) *amqp.Channel {
+	conn, err := amqp.Dial(URL(t))
+	if err != nil {
+		t.Fatalf("cleanup: dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("cleanup: channel: %v", err)
+	}
+	return ch
+}
