@@ -6,65 +6,110 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// brokerURLs checks url and the extra ones from WithURLs.
+// brokerURLs checks url and the extra ones from WithURLs. Its errors show
+// no password, even for a URL that does not parse.
 func brokerURLs(first string, more []string) ([]string, error) {
 	urls := append([]string{first}, more...)
 	for _, u := range urls {
 		if _, err := amqp.ParseURI(u); err != nil {
-			return nil, invalid("url", "%q: %v", redact(u), err)
+			return nil, invalid("url", "%s: %s", redact(u), scrub(parseProblem(err), u))
 		}
 	}
 	return urls, nil
 }
 
-// redact hides the password in a broker URL, for logs and events.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
+// parseProblem is what is wrong with a URL, without the URL itself, which
+// url.Error and amqp091-go put in their messages.
+func parseProblem(err error) string {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err.Error()
 	}
-	return u.Redacted()
+	return err.Error()
+}
+
+// redact hides the password in a broker URL, for errors, logs and events,
+// even in a URL that does not parse.
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	if pw := password(raw); pw != "" {
+		return strings.Replace(raw, ":"+pw+"@", ":xxxxx@", 1)
+	}
+	return raw
+}
+
+// password finds the password in raw by its shape, scheme://user:password@,
+// so that it can be hidden where the URL does not parse.
+func password(raw string) string {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		rest = raw
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pw, _ := strings.Cut(rest[:at], ":")
+	return pw
+}
+
+// scrub removes raw's password from s, as written and unescaped.
+func scrub(s, raw string) string {
+	pw := password(raw)
+	if pw == "" {
+		return s
+	}
+	s = strings.ReplaceAll(s, pw, "xxxxx")
+	if plain, err := url.PathUnescape(pw); err == nil && plain != "" {
+		s = strings.ReplaceAll(s, plain, "xxxxx")
+	}
+	return s
 }
 
 // dialTimeout bounds a connection attempt, TCP and AMQP handshake together,
 // when ctx has no earlier deadline.
 const dialTimeout = 30 * time.Second
 
-// dial opens a connection without amqp091-go's own recovery
-// (Config.Recovery): the Consumer and Publisher supervise their connections
-// themselves, declaring the topology again on each new one. ctx bounds the
-// whole attempt: TCP connect, TLS and the AMQP handshake.
-func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
+// dial opens a connection to url without amqp091-go's own recovery
+// (Config.Recovery): the library supervises its connections itself. ctx
+// bounds the whole attempt: TCP connect, TLS and the AMQP handshake. The
+// link it returns holds the TCP connection too, to unblock a stuck write.
+func dial(ctx context.Context, url string, o *connOptions) (*link, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(name)
+	var sock net.Conn
 	var stop func() bool
-	cfg := amqp.Config{Properties: props, Heartbeat: 10 * time.Second,
-		Dial: func(network, addr string) (net.Conn, error) {
-			conn, err := (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			deadline, ok := ctx.Deadline()
-			if !ok || time.Until(deadline) > dialTimeout {
-				deadline = time.Now().Add(dialTimeout)
-			}
-			// amqp091-go clears the deadline once the handshake is done.
-			if err := conn.SetDeadline(deadline); err != nil {
-				conn.Close()
-				return nil, err
-			}
-			stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-			return conn, nil
-		}}
+	cfg := o.amqpConfig()
+	cfg.Dial = func(network, addr string) (net.Conn, error) {
+		conn, err := o.dialTCP(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		deadline, ok := ctx.Deadline()
+		if !ok || time.Until(deadline) > dialTimeout {
+			deadline = time.Now().Add(dialTimeout)
+		}
+		// amqp091-go clears the deadline once the handshake is done.
+		if err := conn.SetDeadline(deadline); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		sock = conn
+		stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+		return conn, nil
+	}
 	conn, err := amqp.DialConfig(url, cfg)
 	if stop != nil && !stop() && err == nil {
 		// ctx ended during the handshake and may have broken the connection.
@@ -74,42 +119,61 @@ func dial(ctx context.Context, url, name string) (*amqp.Connection, error) {
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	return conn, err
+	if err != nil {
+		return nil, err
+	}
+	return newLink(conn, sock, url, o.logger), nil
 }
 
-func newBackoff(o *options) *backoff.ExponentialBackOff {
+func (o *connOptions) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	if o.dialer != nil {
+		return o.dialer(ctx, network, addr)
+	}
+	return (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, network, addr)
+}
+
+// amqpConfig is the Config of one connection attempt: the one given with
+// WithAMQPConfig, its TLS settings and properties copied so that each URL
+// gets its own ServerName and nothing the caller holds is changed.
+func (o *connOptions) amqpConfig() amqp.Config {
+	cfg := o.config
+	if cfg.TLSClientConfig != nil {
+		cfg.TLSClientConfig = cfg.TLSClientConfig.Clone()
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 10 * time.Second
+	}
+	props := amqp.NewConnectionProperties()
+	if cfg.Properties != nil {
+		props = make(amqp.Table, len(cfg.Properties)+1)
+		for k, v := range cfg.Properties {
+			props[k] = v
+		}
+	}
+	if _, named := props["connection_name"]; !named || o.names() {
+		props.SetClientConnectionName(o.connName)
+	}
+	cfg.Properties = props
+	return cfg
+}
+
+// names reports whether WithConnectionName was given.
+func (o *connOptions) names() bool {
+	for _, g := range o.given {
+		if g == "WithConnectionName" {
+			return true
+		}
+	}
+	return false
+}
+
+func newBackoff(min, max time.Duration) *backoff.ExponentialBackOff {
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = o.reconnectMin
-	b.MaxInterval = o.reconnectMax
+	b.InitialInterval = min
+	b.MaxInterval = max
 	b.MaxElapsedTime = 0
 	b.Reset()
 	return b
-}
-
-// redial connects to the brokers in turn, waiting with backoff between
-// failed attempts, until one answers, ctx ends, or an error says retrying
-// is pointless.
-func redial(ctx context.Context, urls []string, o *options) (*amqp.Connection, error) {
-	b := newBackoff(o)
-	for attempt := 0; ; attempt++ {
-		u := urls[attempt%len(urls)]
-		conn, err := dial(ctx, u, o.connName)
-		if err == nil {
-			o.connected(u)
-			return conn, nil
-		}
-		if fatal(err) {
-			return nil, err
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("dlxretry: connect: %w", err)
-		}
-		wait := b.NextBackOff()
-		o.disconnected(u, err, wait)
-		if sleep(ctx, wait) != nil {
-			return nil, fmt.Errorf("dlxretry: connect: %w (last error: %v)", ctx.Err(), err)
-		}
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -123,13 +187,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// fatal tells errors that another connection attempt cannot fix: refused
-// credentials or vhost, or a topology that clashes with the broker's.
-func fatal(err error) bool {
-	var de *DeclareError
-	if errors.As(err, &de) && de.Argument != "" {
-		return true
-	}
+// refused tells the broker's answers that another connection attempt cannot
+// change: refused credentials, a missing vhost, missing permissions.
+func refused(err error) bool {
 	if ae, ok := errors.AsType[*amqp.Error](err); ok {
 		// amqp091-go reports a missing vhost as the broker's 530, and
 		// missing permissions come as 403.
@@ -140,14 +200,27 @@ func fatal(err error) bool {
 	return errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL)
 }
 
-func (o *options) connected(url string) {
+// fatal tells errors that end [Consumer.Run]: a connection that could not
+// be made (see [ConnectError]), a closed [Conn], or a topology that clashes
+// with the broker's.
+func fatal(err error) bool {
+	if de, ok := errors.AsType[*DeclareError](err); ok && de.Argument != "" {
+		return true
+	}
+	if _, ok := errors.AsType[*ConnectError](err); ok {
+		return true
+	}
+	return refused(err) || errors.Is(err, ErrClosed)
+}
+
+func (o *connOptions) connected(url string) {
 	o.logger.Info("connected", "broker", redact(url))
 	if f := o.hooks.OnConnect; f != nil {
 		f(ConnectEvent{Broker: redact(url)})
 	}
 }
 
-func (o *options) disconnected(url string, err error, retryIn time.Duration) {
+func (o *connOptions) disconnected(url string, err error, retryIn time.Duration) {
 	o.logger.Warn("connection failed; retrying", "broker", redact(url), "error", err, "in", retryIn)
 	if f := o.hooks.OnDisconnect; f != nil {
 		f(DisconnectEvent{Broker: redact(url), Err: err, RetryIn: retryIn})

@@ -21,35 +21,44 @@ var ErrConsumerCancelled = errors.New("dlxretry: the broker cancelled the consum
 // Consumer consumes a [Topology]'s work queue and runs a [Handler] on each
 // delivery, settling it as [Wrap] does. Create it with [NewConsumer] and
 // start it with [Consumer.Run]; the zero value is not usable. A Consumer
-// holds no connection outside Run; call Run once at a time.
+// holds no connection or channel outside Run; call Run once at a time.
 type Consumer struct {
-	urls []string
+	conn *Conn
+	own  bool // conn was made for this Consumer: Run hangs up when it returns
 	topo Topology
 	proc *processor
 	opts options
 }
 
 // NewConsumer checks the topology and options and returns a Consumer that
-// will connect to url (an amqp:// or amqps:// URI), or the URLs of
-// [WithURLs] in turn, when run. It does not connect.
-func NewConsumer(url string, t Topology, h Handler, opts ...Option) (*Consumer, error) {
+// will consume through broker when run: a URL (amqp:// or amqps://), for a
+// connection of its own made with the [ConnOption] values given, or a
+// shared *[Conn], whose reconnect delay it then uses too. It does not
+// connect.
+func NewConsumer[B Broker](broker B, t Topology, h Handler, opts ...Option) (*Consumer, error) {
 	p, err := newProcessor(t, h, opts)
 	if err != nil {
 		return nil, err
 	}
-	urls, err := brokerURLs(url, p.opts.urls)
+	own := p.opts.connOptions
+	own.hooks.OnConnect = nil // the Consumer reports its session instead, once the topology is declared
+	conn, isOwn, err := connFor(broker, own)
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{urls: urls, topo: t, proc: p, opts: p.opts}, nil
+	if !isOwn {
+		p.opts.reconnectMin, p.opts.reconnectMax = conn.opts.reconnectMin, conn.opts.reconnectMax
+	}
+	return &Consumer{conn: conn, own: isOwn, topo: t, proc: p, opts: p.opts}, nil
 }
 
 // Run connects, declares the topology, sets the prefetch and handles
 // deliveries with the configured concurrency until ctx is cancelled. When
 // the connection or a channel fails, or the broker cancels the consumer (its
-// queue was deleted), Run reconnects with capped exponential backoff and
-// jitter, trying the brokers in turn, and declares again. The backoff starts
-// over only after a connection has stayed up for the longest delay of
+// queue was deleted), the session ends; Run waits with capped exponential
+// backoff and jitter, connects again if the connection was lost (trying the
+// brokers in turn), opens new channels and declares again. The backoff
+// starts over only after a session has stayed up for the longest delay of
 // [WithReconnectDelay], so a message that breaks every connection does not
 // make Run reconnect in a tight loop.
 //
@@ -58,21 +67,27 @@ func NewConsumer(url string, t Topology, h Handler, opts ...Option) (*Consumer, 
 // connection have their contexts cancelled, and the next connection does
 // not wait for them.
 //
-// ctx also bounds connecting. When ctx is cancelled Run stops consuming and
-// waits for every handler it started (their contexts stay alive) up to the
-// shutdown timeout; prefetched messages not yet started return to the queue
-// when it closes the connection. It then returns nil once no handler of
-// this Run is running. If some still are at the timeout, their contexts are
-// cancelled, the connection is closed (their messages return to the queue)
-// and Run returns a *[ShutdownError] naming them; what they return later is
-// discarded: nothing is settled and no hook is called.
+// ctx also bounds connecting, opening channels and declaring. When ctx is
+// cancelled Run stops consuming and waits for every handler it started
+// (their contexts stay alive) up to the shutdown timeout; prefetched
+// messages not yet started return to the queue when it closes its channel.
+// It then returns nil once no handler of this Run is running. If some still
+// are at the timeout, their contexts are cancelled, the channel is closed
+// (their messages return to the queue) and Run returns a *[ShutdownError]
+// naming them; what they return later is discarded: nothing is settled and
+// no hook is called.
 //
-// Run returns early only for what reconnecting cannot fix: refused
-// credentials, a missing vhost or permission, or a topology that clashes
-// with what the broker has (a *[DeclareError]).
+// Run returns early only for what reconnecting cannot fix: a *[ConnectError]
+// (the broker refused the credentials, vhost or permissions, or the first
+// connection did not come up within [WithConnectTimeout]), [ErrClosed] for
+// a shared [Conn] closed under it, or a topology that clashes with what the
+// broker has (a *[DeclareError]).
 func (c *Consumer) Run(ctx context.Context) error {
 	if c == nil || c.proc == nil {
 		return invalid("Consumer", "not created by NewConsumer")
+	}
+	if c.own {
+		defer c.conn.hangUp()
 	}
 	run := newRunning(ctx, c.opts.shutdownTimeout)
 	err := c.loop(ctx, run)
@@ -85,10 +100,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // loop connects again and again until ctx ends (nil) or an error is fatal.
 func (c *Consumer) loop(ctx context.Context, run *running) error {
-	b := newBackoff(&c.opts)
-	for attempt := 0; ; attempt++ {
-		url := c.urls[attempt%len(c.urls)]
-		up, err := c.serve(ctx, url, run)
+	b := newBackoff(c.opts.reconnectMin, c.opts.reconnectMax)
+	for {
+		url, up, err := c.serve(ctx, run)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -108,8 +122,10 @@ func (c *Consumer) loop(ctx context.Context, run *running) error {
 
 // session is one connection's consuming state.
 type session struct {
+	link       *link
 	conn       *amqp.Connection
 	ch         *amqp.Channel
+	pch        *amqp.Channel // the parking channel
 	proc       processor
 	deliveries <-chan amqp.Delivery
 	chClosed   chan *amqp.Error
@@ -119,60 +135,76 @@ type session struct {
 	stop       context.CancelFunc
 }
 
-// serve is one connection's life: it returns how long the connection was up
-// and why it ended. When ctx is cancelled it drains the handlers before
-// closing the connection, so that they can still settle.
-func (c *Consumer) serve(ctx context.Context, url string, run *running) (time.Duration, error) {
-	conn, err := dial(ctx, url, c.opts.connName)
+// serve is one session's life: it returns the broker it ran on, how long it
+// was up and why it ended. When ctx is cancelled it drains the handlers
+// before closing its channels, so that they can still settle.
+func (c *Consumer) serve(ctx context.Context, run *running) (string, time.Duration, error) {
+	l, err := c.conn.link(ctx)
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
-	defer conn.Close()
-	c.warnOnBrokerVersion(conn)
-	s, err := c.open(ctx, conn)
+	url := l.url
+	c.warnOnBrokerVersion(l.conn)
+	done := l.guard(ctx)
+	s, err := c.open(ctx, l)
+	done()
+	if s != nil {
+		defer s.close()
+	}
 	if err != nil {
-		return 0, err
+		return url, 0, err
 	}
 	defer s.stop()
 	start := time.Now()
-	c.opts.connected(url)
+	c.consuming(url)
 	hctx, cancelHandlers := context.WithCancel(run.base)
 	defer cancelHandlers() // the channel is gone: their messages come back anyway
 	c.startWorkers(hctx, s, run)
 	err = c.supervise(ctx, s, run)
-	return time.Since(start), err
+	return url, time.Since(start), err
 }
 
-// open declares the topology and starts consuming.
-func (c *Consumer) open(ctx context.Context, conn *amqp.Connection) (*session, error) {
-	s := &session{conn: conn, proc: *c.proc}
+// open declares the topology and starts consuming. It returns the session
+// even with an error, for its channels to be closed.
+func (c *Consumer) open(ctx context.Context, l *link) (*session, error) {
+	conn := l.conn
+	s := &session{link: l, conn: conn, proc: *c.proc}
 	version, _ := conn.Properties["version"].(string)
 	s.proc.resetByDeadLettering = resetByDeadLettering(version)
 	s.stopping, s.stop = context.WithCancel(context.Background())
 	var err error
 	if s.ch, err = conn.Channel(); err != nil {
-		return nil, err
+		return s, err
 	}
 	if err := c.topo.Declare(ctx, s.ch); err != nil {
-		return nil, err
+		return s, err
 	}
-	pch, err := conn.Channel()
-	if err != nil {
-		return nil, err
+	if s.pch, err = conn.Channel(); err != nil {
+		return s, err
 	}
-	if s.proc.park, err = newParker(pch, c.topo, c.opts.errorTextLimit, conn.Config.FrameSize); err != nil {
-		return nil, err
+	if s.proc.park, err = newParker(s.pch, c.topo, c.opts.errorTextLimit, conn.Config.FrameSize); err != nil {
+		return s, err
 	}
-	s.parkClosed = pch.NotifyClose(make(chan *amqp.Error, 1))
+	s.parkClosed = s.pch.NotifyClose(make(chan *amqp.Error, 1))
 	if err := s.ch.Qos(c.opts.prefetch, 0, false); err != nil {
-		return nil, fmt.Errorf("dlxretry: set prefetch: %w", err)
+		return s, fmt.Errorf("dlxretry: set prefetch: %w", err)
 	}
 	s.chClosed = s.ch.NotifyClose(make(chan *amqp.Error, 1))
 	s.cancelled = s.ch.NotifyCancel(make(chan string, 1))
 	if s.deliveries, err = s.ch.Consume(c.topo.Queue, consumerTag, false, false, false, false, nil); err != nil {
-		return nil, fmt.Errorf("dlxretry: consume %s: %w", c.topo.Queue, err)
+		return s, fmt.Errorf("dlxretry: consume %s: %w", c.topo.Queue, err)
 	}
 	return s, nil
+}
+
+// close closes the session's channels: the broker requeues what they hold
+// unacked. The connection may be shared; it stays.
+func (s *session) close() {
+	for _, ch := range []*amqp.Channel{s.ch, s.pch} {
+		if ch != nil {
+			s.link.closeChannel(ch)
+		}
+	}
 }
 
 // startWorkers runs the handlers until the delivery stream ends; run counts
@@ -206,7 +238,7 @@ func (c *Consumer) supervise(ctx context.Context, s *session, run *running) erro
 		err = ErrConsumerCancelled
 	case <-ctx.Done():
 		s.stop()
-		_ = s.ch.Cancel(consumerTag, false) // the channel stays open for the acks of handlers in flight
+		s.cancelConsumer() // the channel stays open for the acks of handlers in flight
 		return run.drain()
 	}
 	if s.conn.IsClosed() {
@@ -215,11 +247,28 @@ func (c *Consumer) supervise(ctx context.Context, s *session, run *running) erro
 	return err
 }
 
+// cancelConsumer stops deliveries, within closeTimeout.
+func (s *session) cancelConsumer() {
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	defer s.link.guard(ctx)()
+	_ = s.ch.Cancel(consumerTag, false)
+}
+
 func closeErr(err *amqp.Error) error {
 	if err == nil {
 		return amqp.ErrClosed
 	}
 	return err
+}
+
+// consuming reports a session that is up: the topology declared, deliveries
+// flowing.
+func (c *Consumer) consuming(url string) {
+	c.opts.logger.Info("consuming", "queue", c.topo.Queue, "broker", redact(url))
+	if f := c.opts.hooks.OnConnect; f != nil {
+		f(ConnectEvent{Broker: redact(url)})
+	}
 }
 
 func (c *Consumer) warnOnBrokerVersion(conn *amqp.Connection) {

@@ -8,8 +8,31 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// ErrClosed is returned by [Publisher.Publish] after [Publisher.Close].
+// ErrClosed is returned by what runs on a [Conn], [Publisher] or
+// [ParkingLot] after its Close, and by waits that Close interrupted.
 var ErrClosed = errors.New("dlxretry: closed")
+
+// ErrConnectTimeout is wrapped by the *[ConnectError] of a first connection
+// that did not come up within [WithConnectTimeout].
+var ErrConnectTimeout = errors.New("dlxretry: no connection within the connect timeout")
+
+// ConnectError reports a connection that could not be made and that trying
+// again will not make: the broker refused it (credentials, vhost or
+// permissions: errors.As with *amqp.Error gives its reply code), or no
+// broker answered within [WithConnectTimeout] (errors.Is with
+// [ErrConnectTimeout]). It wraps the last attempt's error. Its text never
+// shows a password.
+type ConnectError struct {
+	Broker   string // the URL of the last attempt, password hidden
+	Attempts int
+	Err      error
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("dlxretry: connect to %s (%d attempts): %v", e.Broker, e.Attempts, e.Err)
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
 
 // ErrUnroutable is wrapped by publish errors when the broker returned a
 // mandatory message because no queue was bound to take it.

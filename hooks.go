@@ -7,13 +7,20 @@ import "time"
 // delivery, after the broker has been told the outcome; OnPublish on the
 // goroutine that called Publish; OnConnect and OnDisconnect on the one that
 // connects. Keep them quick, and safe for concurrent use.
+//
+// A [Conn] calls OnConnect when its connection is up and OnDisconnect when
+// an attempt failed. A [Consumer] calls them for its sessions instead:
+// OnConnect once the topology is declared and deliveries flow, OnDisconnect
+// when a session ended (its error says why, a lost connection included).
+// Those of a Consumer or [Publisher] made from a URL also go to its own
+// connection; with a shared Conn, the Conn's hooks report the connection.
 type Hooks struct {
 	OnAck        func(AckEvent)
 	OnRetry      func(RetryEvent)
 	OnPark       func(ParkEvent)
 	OnPublish    func(PublishEvent)    // each [Publisher.Publish], after it settles
-	OnConnect    func(ConnectEvent)    // a connection is up (and, for a Consumer, the topology declared)
-	OnDisconnect func(DisconnectEvent) // a connection attempt failed or a connection was lost
+	OnConnect    func(ConnectEvent)    // a connection is up; for a Consumer, a session
+	OnDisconnect func(DisconnectEvent) // a connection attempt failed; for a Consumer, also a session ended
 }
 
 // AckEvent reports a delivery the handler succeeded with.
@@ -59,9 +66,10 @@ type ConnectEvent struct {
 	Broker string // the URL, password hidden
 }
 
-// DisconnectEvent reports a failed connection attempt or a lost connection.
+// DisconnectEvent reports a failed connection attempt or, from a Consumer,
+// a session that ended. Err never shows a password.
 type DisconnectEvent struct {
-	Broker  string
+	Broker  string // the URL, password hidden
 	Err     error
 	RetryIn time.Duration // the wait before the next attempt
 }

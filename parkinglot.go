@@ -64,10 +64,12 @@ const HeaderReplays = "x-dlxretry-replays"
 // a basic.get in progress is not interrupted.
 //
 // A ParkingLot holds no channel between operations and is safe for concurrent
-// use; its operations open their own channels on the connection. Its zero
-// value is not usable: create it with [NewParkingLot].
+// use; its operations open their own channels on its connection, connecting
+// first if needed. Its zero value is not usable: create it with
+// [NewParkingLot].
 type ParkingLot struct {
-	conn *amqp.Connection
+	conn *Conn
+	own  bool     // conn was made for this ParkingLot: Close closes it
 	topo Topology // only Queue is set: the names derive from it
 	opts lotOptions
 }
@@ -81,40 +83,67 @@ type Report struct {
 	Kept    int `json:"kept"`    // visited messages put back in the parking queue
 }
 
-// ParkingLotOption configures a [ParkingLot].
-type ParkingLotOption func(*lotOptions)
+// ParkingLotOption configures a [ParkingLot], given to [NewParkingLot].
+// Every [ConnOption] is a ParkingLotOption too.
+type ParkingLotOption interface {
+	applyLot(*lotOptions)
+}
 
 type lotOptions struct {
+	connOptions
 	progressEvery int
 	progress      func(Report)
 }
 
+type lotOption func(*lotOptions)
+
+func (f lotOption) applyLot(o *lotOptions) { f(o) }
+
 // WithProgress calls f with the report so far after every every-th message an
 // operation visits, on the operation's goroutine. The default reports nothing.
 func WithProgress(every int, f func(Report)) ParkingLotOption {
-	return func(o *lotOptions) { o.progressEvery, o.progress = every, f }
+	return lotOption(func(o *lotOptions) { o.progressEvery, o.progress = every, f })
 }
 
 // NewParkingLot returns a ParkingLot for the parked messages of the work
 // queue queue (a [Topology].Queue): they wait in the queue
-// [Topology.ParkingQueue] names. It does not touch the broker.
-func NewParkingLot(conn *amqp.Connection, queue string, opts ...ParkingLotOption) (*ParkingLot, error) {
-	if conn == nil {
-		return nil, invalid("connection", "must not be nil")
-	}
+// [Topology.ParkingQueue] names. It works through broker: a URL, for a
+// connection of its own made with the [ConnOption] values given (Close
+// closes it), or a shared *[Conn]. It does not touch the broker.
+func NewParkingLot[B Broker](broker B, queue string, opts ...ParkingLotOption) (*ParkingLot, error) {
 	if err := validName("queue", queue); err != nil {
 		return nil, err
 	}
-	var o lotOptions
+	o := lotOptions{connOptions: defaultConnOptions()}
 	for _, opt := range opts {
 		if opt != nil {
-			opt(&o)
+			opt.applyLot(&o)
 		}
 	}
 	if o.progress != nil && o.progressEvery < 1 {
 		return nil, invalid("WithProgress", "every must be at least 1, got %d", o.progressEvery)
 	}
-	return &ParkingLot{conn: conn, topo: Topology{Queue: queue}, opts: o}, nil
+	if err := o.connOptions.validate(); err != nil {
+		return nil, err
+	}
+	conn, own, err := connFor(broker, o.connOptions)
+	if err != nil {
+		return nil, err
+	}
+	return &ParkingLot{conn: conn, own: own, topo: Topology{Queue: queue}, opts: o}, nil
+}
+
+// Close closes the ParkingLot's connection when it has one of its own (made
+// from a URL), interrupting an operation in progress; a shared Conn stays
+// open.
+func (p *ParkingLot) Close() error {
+	if p == nil || p.conn == nil {
+		return invalid("ParkingLot", "not created by NewParkingLot")
+	}
+	if p.own {
+		return p.conn.Close()
+	}
+	return nil
 }
 
 // Each calls fn with every parked message f selects, in queue order, and puts
@@ -160,7 +189,7 @@ func (p *ParkingLot) Replay(ctx context.Context, f Filter) (Report, error) {
 	if err := f.Validate(); err != nil {
 		return Report{}, err
 	}
-	if err := p.checkQueue(p.topo.Queue); err != nil {
+	if err := p.checkQueue(ctx, p.topo.Queue); err != nil {
 		return Report{}, err
 	}
 	return p.publishEach(ctx, f, func(d amqp.Delivery) (string, string, amqp.Publishing) {
@@ -195,7 +224,7 @@ func (p *ParkingLot) Move(ctx context.Context, f Filter, exchange, key string) (
 	if err := f.Validate(); err != nil {
 		return Report{}, err
 	}
-	if err := p.checkTarget(exchange, key); err != nil {
+	if err := p.checkTarget(ctx, exchange, key); err != nil {
 		return Report{}, err
 	}
 	return p.publishEach(ctx, f, func(d amqp.Delivery) (string, string, amqp.Publishing) {
@@ -214,9 +243,9 @@ func (p *ParkingLot) publishEach(ctx context.Context, f Filter, copyOf copyFunc)
 	if f.DryRun {
 		return p.visit(ctx, f, &walk{})
 	}
-	ch, err := p.conn.Channel()
+	ch, err := p.conn.Channel(ctx)
 	if err != nil {
-		return Report{}, fmt.Errorf("dlxretry: open channel: %w", err)
+		return Report{}, err
 	}
 	defer ch.Close()
 	cc, err := newConfirmChannel(ch)
@@ -238,9 +267,9 @@ func (p *ParkingLot) visit(ctx context.Context, f Filter, w *walk) (Report, erro
 	if err := f.Validate(); err != nil {
 		return Report{}, err
 	}
-	ch, err := p.conn.Channel()
+	ch, err := p.conn.Channel(ctx)
 	if err != nil {
-		return Report{}, fmt.Errorf("dlxretry: open channel: %w", err)
+		return Report{}, err
 	}
 	defer ch.Close()
 	q, err := ch.QueueDeclarePassive(p.topo.ParkingQueue(), true, false, false, false, nil)
@@ -253,7 +282,7 @@ func (p *ParkingLot) visit(ctx context.Context, f Filter, w *walk) (Report, erro
 	if perr := w.putBack(); perr != nil {
 		return w.rep, errors.Join(err, perr)
 	}
-	p.awaitPutBack(w.rep)
+	p.awaitPutBack(ctx, w.rep)
 	return w.rep, err
 }
 
@@ -261,11 +290,11 @@ func (p *ParkingLot) visit(ctx context.Context, f Filter, w *walk) (Report, erro
 // ready messages as the operation left there, for queues that put returned
 // messages back asynchronously (quorum queues). Others taking messages from
 // the queue at the same time make it wait the full second.
-func (p *ParkingLot) awaitPutBack(rep Report) {
+func (p *ParkingLot) awaitPutBack(ctx context.Context, rep Report) {
 	if rep.Kept == 0 {
 		return
 	}
-	ch, err := p.conn.Channel()
+	ch, err := p.conn.Channel(context.WithoutCancel(ctx))
 	if err != nil {
 		return
 	}
@@ -281,10 +310,10 @@ func (p *ParkingLot) awaitPutBack(rep Report) {
 
 // checkQueue checks that queue exists, on a channel of its own since a
 // failed passive declaration closes the channel.
-func (p *ParkingLot) checkQueue(queue string) error {
-	ch, err := p.conn.Channel()
+func (p *ParkingLot) checkQueue(ctx context.Context, queue string) error {
+	ch, err := p.conn.Channel(ctx)
 	if err != nil {
-		return fmt.Errorf("dlxretry: open channel: %w", err)
+		return err
 	}
 	defer ch.Close()
 	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
@@ -293,13 +322,13 @@ func (p *ParkingLot) checkQueue(queue string) error {
 
 // checkTarget checks that a Move target exists: the exchange, or the queue
 // when publishing through the default exchange.
-func (p *ParkingLot) checkTarget(exchange, key string) error {
+func (p *ParkingLot) checkTarget(ctx context.Context, exchange, key string) error {
 	if exchange == "" {
-		return p.checkQueue(key)
+		return p.checkQueue(ctx, key)
 	}
-	ch, err := p.conn.Channel()
+	ch, err := p.conn.Channel(ctx)
 	if err != nil {
-		return fmt.Errorf("dlxretry: open channel: %w", err)
+		return err
 	}
 	defer ch.Close()
 	return missing("exchange", exchange, ch.ExchangeDeclarePassive(exchange, "", true, false, false, false, nil))

@@ -197,11 +197,11 @@ func TestParkingLotReplayVisitsEachMessageOnce(t *testing.T) {
 }
 
 func TestNewParkingLotRejectsBadInput(t *testing.T) {
-	conn := brokertest.Dial(t)
+	conn := newConn(t)
 	var ce *dlxretry.ConfigError
 	for _, c := range []struct {
 		name  string
-		conn  *amqp.Connection
+		conn  *dlxretry.Conn
 		queue string
 		opts  []dlxretry.ParkingLotOption
 	}{

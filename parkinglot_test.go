@@ -74,7 +74,7 @@ func syntheticHeaders(topo dlxretry.Topology, errText string, at time.Time) amqp
 
 func newLot(t *testing.T, topo dlxretry.Topology, opts ...dlxretry.ParkingLotOption) *dlxretry.ParkingLot {
 	t.Helper()
-	lot, err := dlxretry.NewParkingLot(brokertest.Dial(t), topo.Queue, opts...)
+	lot, err := dlxretry.NewParkingLot(newConn(t), topo.Queue, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,17 +359,12 @@ func checkReparked(t *testing.T, topo dlxretry.Topology, d amqp.Delivery) {
 // once the database is healthy, and keep a copy of the malformed messages
 // before deleting them.
 func ExampleParkingLot() {
-	conn, err := amqp.Dial("amqp://guest:guest@localhost:5672/")
+	lot, err := dlxretry.NewParkingLot("amqp://guest:guest@localhost:5672/", "orders")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer conn.Close()
-	lot, err := dlxretry.NewParkingLot(conn, "orders")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	defer lot.Close()
 	ctx := context.Background()
 	dbErrors := dlxretry.Filter{ErrorContains: "db busy", OlderThan: time.Minute}
 	msgs, err := lot.List(ctx, dbErrors)

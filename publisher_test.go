@@ -190,3 +190,163 @@ func TestPublishAcrossConnectionCuts(t *testing.T) {
 		t.Error("no connection was cut")
 	}
 }
+
+// Close interrupts a Publish that is reconnecting, in a backoff sleep or in
+// a dial that hangs, and returns at once; the Publish returns ErrClosed.
+func TestPublisherCloseInterruptsReconnect(t *testing.T) {
+	t.Parallel()
+	for name, addr := range map[string]string{"backoff": "127.0.0.1:1", "dial": silentListener(t)} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			tried := make(chan struct{}, 100)
+			pub, err := dlxretry.NewPublisher("amqp://guest:guest@"+addr+"/",
+				dlxretry.WithReconnectDelay(time.Minute, time.Minute),
+				dlxretry.WithHooks(dlxretry.Hooks{OnDisconnect: func(dlxretry.DisconnectEvent) { tried <- struct{}{} }}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			published := make(chan error, 1)
+			go func() { published <- pub.Publish(context.Background(), "x", "k", amqp.Publishing{}) }()
+			if name == "backoff" {
+				<-tried // now sleeping a minute
+			} else {
+				time.Sleep(200 * time.Millisecond) // now in the handshake
+			}
+			returnsWithin(t, time.Second, "Close", pub.Close)
+			err = returnsWithin(t, time.Second, "Publish after Close", func() error { return <-published })
+			if !errors.Is(err, dlxretry.ErrClosed) {
+				t.Errorf("Publish returned %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+// A zero Publisher says so instead of blocking.
+func TestZeroPublisher(t *testing.T) {
+	t.Parallel()
+	var p dlxretry.Publisher
+	err := returnsWithin(t, time.Second, "Publish on a zero Publisher", func() error {
+		return p.Publish(context.Background(), "", "q", amqp.Publishing{})
+	})
+	var ce *dlxretry.ConfigError
+	if !errors.As(err, &ce) {
+		t.Errorf("Publish on a zero Publisher: %v, want a *ConfigError", err)
+	}
+	returnsWithin(t, time.Second, "Close on a zero Publisher", p.Close)
+}
+
+// A publish to an exchange that does not exist fails alone, with the
+// broker's 404, while many good publishes run beside it; a message larger
+// than the broker takes fails alone too.
+func TestPublishBadMessageFailsAlone(t *testing.T) {
+	t.Parallel()
+	topo := declare(t, dlxretry.Classic, delaysMS(100), 3)
+	pub := newPublisher(t, brokertest.Name(t, "pub"))
+	missing := brokertest.Name(t, "missing")
+	huge := amqp.Publishing{Body: make([]byte, 130<<20)} // over RabbitMQ's max_message_size (128 MiB on 3.x, 16 MiB on 4.x)
+	if testing.Short() {
+		huge.Body = nil
+	}
+	const good = 200
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	goodErrs := make(chan error, good)
+	for i := range good {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			goodErrs <- pub.Publish(context.Background(), topo.Exchange, "k", amqpMsg(fmt.Sprint("good-", i)))
+		}()
+	}
+	var badErr, hugeErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		<-start
+		for range 5 {
+			badErr = pub.Publish(context.Background(), missing, "k", amqpMsg("bad"))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		<-start
+		if huge.Body != nil {
+			hugeErr = pub.Publish(context.Background(), topo.Exchange, "k", huge)
+		}
+	}()
+	close(start)
+	wg.Wait()
+	close(goodErrs)
+	failed := map[string]int{}
+	for err := range goodErrs {
+		if err != nil {
+			failed[err.Error()]++
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("good publishes failed beside the bad ones: %v", failed)
+	}
+	var ae *amqp.Error
+	if !errors.As(badErr, &ae) || ae.Code != amqp.NotFound {
+		t.Errorf("publish to a missing exchange: %v, want the broker's 404", badErr)
+	}
+	if huge.Body != nil && (!errors.As(hugeErr, &ae) || ae.Code != amqp.PreconditionFailed) {
+		t.Errorf("publish of 130 MB: %v, want the broker's refusal (406)", hugeErr)
+	}
+	if n := messageCount(t, topo.Queue); n != good {
+		t.Errorf("queue holds %d, want %d", n, good)
+	}
+}
+
+// A publish that gave up before its return arrived leaves nothing behind: a
+// later, routed publish with the same MessageId succeeds.
+func TestPublishLeftoverReturn(t *testing.T) {
+	t.Parallel()
+	topo := declare(t, dlxretry.Classic, delaysMS(100), 3)
+	proxy := startGateProxy(t)
+	pub, err := dlxretry.NewPublisher(proxy.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx := context.Background()
+	nowhere := topo.RequeueExchange() // exists, and has no binding for "k"
+	if err := pub.Publish(ctx, nowhere, "k", amqpMsg("warm-up")); !errors.Is(err, dlxretry.ErrUnroutable) {
+		t.Fatalf("warm-up publish: %v, want ErrUnroutable", err)
+	}
+	proxy.Close() // the broker gets nothing more for now
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := pub.Publish(short, nowhere, "k", amqpMsg("m")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("publish while the broker reads nothing: %v, want the deadline", err)
+	}
+	proxy.Open() // the broker returns the message now
+	if err := pub.Publish(ctx, topo.Exchange, "k", amqpMsg("m")); err != nil {
+		t.Errorf("routed publish with the same MessageId: %v", err)
+	}
+	if n := messageCount(t, topo.Queue); n != 1 {
+		t.Errorf("queue holds %d, want 1", n)
+	}
+}
+
+// Publish and Close end when ctx ends even if the broker stops reading right
+// after the handshake: opening the channel waits in vain.
+func TestPublishChannelOpenBoundedByCtx(t *testing.T) {
+	t.Parallel()
+	proxy := startGateProxy(t)
+	proxy.CloseAfterHandshake()
+	pub, err := dlxretry.NewPublisher(proxy.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = returnsWithin(t, 3*time.Second, "Publish", func() error {
+		return pub.Publish(ctx, "", "q", amqp.Publishing{})
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Publish: %v, want the deadline", err)
+	}
+	returnsWithin(t, 3*time.Second, "Close", pub.Close)
+}

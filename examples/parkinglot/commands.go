@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dlxretry/dlxretry"
 )
@@ -21,9 +18,11 @@ var pastTense = map[string]string{"replay": "replayed", "drop": "dropped", "move
 
 // execute connects and runs the parsed command.
 func execute(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
-	conn, err := dial(cfg.url)
+	conn, err := dlxretry.Dial(ctx, cfg.url, dlxretry.WithConnectionName("dlxretry-parkinglot"),
+		dlxretry.WithConnectTimeout(3*time.Second))
 	if err != nil {
-		return err
+		// The error hides the password.
+		return fmt.Errorf("cannot connect to RabbitMQ: %w (is it running? set --url or RABBITMQ_URL)", err)
 	}
 	defer conn.Close()
 	var opts []dlxretry.ParkingLotOption
@@ -56,25 +55,6 @@ func progress(command string, stderr io.Writer) func(dlxretry.Report) {
 		}
 		fmt.Fprintln(stderr)
 	}
-}
-
-func dial(brokerURL string) (*amqp.Connection, error) {
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("dlxretry-parkinglot")
-	conn, err := amqp.DialConfig(brokerURL, amqp.Config{Properties: props, Dial: amqp.DefaultDial(5 * time.Second)})
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to RabbitMQ at %s: %w (is it running? set --url or RABBITMQ_URL)", redact(brokerURL), err)
-	}
-	return conn, nil
-}
-
-// redact hides the password in a broker URL.
-func redact(brokerURL string) string {
-	u, err := url.Parse(brokerURL)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // act runs replay, drop or move.

@@ -8,8 +8,6 @@ import (
 	"os"
 	"strings"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/dlxretry/dlxretry"
 )
 
@@ -101,9 +99,11 @@ func (cfg *config) validate() error {
 	case cfg.toQueue != "" && cfg.toKey != "":
 		return errors.New("move: --to-key goes with --to-exchange, not --to-queue")
 	}
-	if _, err := amqp.ParseURI(cfg.url); err != nil {
+	conn, err := dlxretry.NewConn(cfg.url) // its error hides the password
+	if err != nil {
 		return fmt.Errorf("%s: --url: %w", cfg.command, err)
 	}
+	conn.Close()
 	if err := cfg.filter.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", cfg.command, err)
 	}
