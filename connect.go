@@ -19,19 +19,14 @@ func brokerURLs(first string, more []string) ([]string, error) {
 	urls := append([]string{first}, more...)
 	for _, u := range urls {
 		if _, err := amqp.ParseURI(u); err != nil {
-			return nil, invalid("url", "%s: %s", redact(u), scrub(parseProblem(err), u))
+			problem := scrub(err.Error(), u)
+			if shown := redact(u); !strings.Contains(problem, shown) {
+				problem = shown + ": " + problem
+			}
+			return nil, invalid("url", "%s", problem)
 		}
 	}
 	return urls, nil
-}
-
-// parseProblem is what is wrong with a URL, without the URL itself, which
-// url.Error and amqp091-go put in their messages.
-func parseProblem(err error) string {
-	if ue, ok := errors.AsType[*url.Error](err); ok {
-		return ue.Err.Error()
-	}
-	return err.Error()
 }
 
 // redact hides the password in a broker URL, for errors, logs and events,
@@ -40,10 +35,7 @@ func redact(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Redacted()
 	}
-	if pw := password(raw); pw != "" {
-		return strings.Replace(raw, ":"+pw+"@", ":xxxxx@", 1)
-	}
-	return raw
+	return scrub(raw, raw)
 }
 
 // password finds the password in raw by its shape, scheme://user:password@,
@@ -64,15 +56,10 @@ func password(raw string) string {
 	return pw
 }
 
-// scrub removes raw's password from s, as written and unescaped.
+// scrub hides raw's password where s shows raw, as url.Redacted does.
 func scrub(s, raw string) string {
-	pw := password(raw)
-	if pw == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, pw, "xxxxx")
-	if plain, err := url.PathUnescape(pw); err == nil && plain != "" {
-		s = strings.ReplaceAll(s, plain, "xxxxx")
+	if pw := password(raw); pw != "" {
+		return strings.ReplaceAll(s, ":"+pw+"@", ":xxxxx@")
 	}
 	return s
 }

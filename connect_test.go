@@ -114,39 +114,107 @@ func returnsWithin(t *testing.T, d time.Duration, what string, f func() error) e
 	}
 }
 
-// The broker's refusals are final on the first connect: Consumer.Run and
-// Publish return at once with the broker's error instead of retrying.
+// The broker's refusals are final on the first connect: Consumer.Run,
+// Publish, a ParkingLot operation and Dial return at once with a
+// *ConnectError wrapping the broker's error instead of retrying.
 func TestFirstConnectRefused(t *testing.T) {
 	t.Parallel()
 	topo := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(50), MaxAttempts: 1}
 	for name, u := range refusedURLs(t, "pw") {
 		t.Run(name, func(t *testing.T) {
-			opts := []dlxretry.Option{dlxretry.WithReconnectDelay(10*time.Millisecond, 20*time.Millisecond)}
-			c, err := dlxretry.NewConsumer(u, topo, func(context.Context, *dlxretry.Delivery) error { return nil }, opts...)
+			t.Parallel()
+			// Backing off a minute after a failure: only an error that ends
+			// the attempts returns within the test's bound.
+			slow := dlxretry.WithReconnectDelay(time.Minute, time.Minute)
+			c, err := dlxretry.NewConsumer(u, topo, func(context.Context, *dlxretry.Delivery) error { return nil }, slow)
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = returnsWithin(t, 5*time.Second, "Consumer.Run", func() error { return c.Run(context.Background()) })
+			err = returnsWithin(t, 10*time.Second, "Consumer.Run", func() error { return c.Run(context.Background()) })
 			checkRefusal(t, "Consumer.Run", err)
 
-			pub, err := dlxretry.NewPublisher(u, dlxretry.WithReconnectDelay(10*time.Millisecond, 20*time.Millisecond))
+			pub, err := dlxretry.NewPublisher(u, slow)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer pub.Close()
-			err = returnsWithin(t, 5*time.Second, "Publish", func() error {
+			err = returnsWithin(t, 10*time.Second, "Publish", func() error {
 				return pub.Publish(context.Background(), "", "q", amqp.Publishing{})
 			})
 			checkRefusal(t, "Publish", err)
+
+			lot, err := dlxretry.NewParkingLot(u, "q", slow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lot.Close()
+			err = returnsWithin(t, 10*time.Second, "ParkingLot.List", func() error {
+				_, err := lot.List(context.Background(), dlxretry.Filter{})
+				return err
+			})
+			checkRefusal(t, "ParkingLot.List", err)
+
+			err = returnsWithin(t, 10*time.Second, "Dial", func() error {
+				_, err := dlxretry.Dial(context.Background(), u, slow)
+				return err
+			})
+			checkRefusal(t, "Dial", err)
 		})
 	}
 }
 
 func checkRefusal(t *testing.T, what string, err error) {
 	t.Helper()
+	var ce *dlxretry.ConnectError
 	var ae *amqp.Error
-	if !errors.As(err, &ae) || (ae.Code != amqp.AccessRefused && ae.Code != amqp.NotAllowed) {
-		t.Errorf("%s: %v, want the broker's refusal (403 or 530)", what, err)
+	if !errors.As(err, &ce) || ce.Attempts != 1 || !errors.As(err, &ae) || (ae.Code != amqp.AccessRefused && ae.Code != amqp.NotAllowed) {
+		t.Errorf("%s: %v, want a *ConnectError after 1 attempt with the broker's refusal (403 or 530)", what, err)
+	}
+}
+
+// A first connection that never comes up is an error from Run, Publish
+// and Dial once WithConnectTimeout has passed, wherever it fails: nothing
+// listening, or a port that accepts TCP and never speaks AMQP.
+func TestFirstConnectTimeout(t *testing.T) {
+	t.Parallel()
+	topo := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(50), MaxAttempts: 1}
+	for name, addr := range map[string]string{"refused": "127.0.0.1:1", "silent": silentListener(t)} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			u := "amqp://guest:guest@" + addr + "/"
+			bound := dlxretry.WithConnectTimeout(500 * time.Millisecond)
+			fast := dlxretry.WithReconnectDelay(10*time.Millisecond, 50*time.Millisecond)
+			c, err := dlxretry.NewConsumer(u, topo, func(context.Context, *dlxretry.Delivery) error { return nil }, bound, fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = returnsWithin(t, 3*time.Second, "Consumer.Run", func() error { return c.Run(context.Background()) })
+			checkConnectTimeout(t, "Consumer.Run", err)
+
+			pub, err := dlxretry.NewPublisher(u, bound, fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pub.Close()
+			err = returnsWithin(t, 3*time.Second, "Publish", func() error {
+				return pub.Publish(context.Background(), "", "q", amqp.Publishing{})
+			})
+			checkConnectTimeout(t, "Publish", err)
+
+			err = returnsWithin(t, 3*time.Second, "Dial", func() error {
+				_, err := dlxretry.Dial(context.Background(), u, bound, fast)
+				return err
+			})
+			checkConnectTimeout(t, "Dial", err)
+		})
+	}
+}
+
+func checkConnectTimeout(t *testing.T, what string, err error) {
+	t.Helper()
+	var ce *dlxretry.ConnectError
+	if !errors.As(err, &ce) || !errors.Is(err, dlxretry.ErrConnectTimeout) || ce.Broker == "" {
+		t.Errorf("%s: %v, want a *ConnectError wrapping ErrConnectTimeout", what, err)
 	}
 }
 
@@ -199,6 +267,19 @@ func TestPasswordNeverShown(t *testing.T) {
 					}
 					defer p.Close()
 					return p.Publish(ctx, "", "q", amqp.Publishing{})
+				},
+				func() error {
+					lot, err := dlxretry.NewParkingLot(u, "q", asOptions[dlxretry.ParkingLotOption](opts)...)
+					if err != nil {
+						return err
+					}
+					defer lot.Close()
+					_, err = lot.List(ctx, dlxretry.Filter{})
+					return err
+				},
+				func() error {
+					_, err := dlxretry.Dial(ctx, u, opts...)
+					return err
 				},
 			} {
 				if err := try(); err != nil {

@@ -82,6 +82,17 @@ func TestUnreachableBroker(t *testing.T) {
 	}
 }
 
+// Needs no broker: a URL that does not parse is a usage error that does not
+// show its password.
+func TestBadURLHidesPassword(t *testing.T) {
+	for _, u := range []string{"amqp://u:s3cret@127.0.0.1:99999x/", "amqp://u:s3cret@127.0.0.1/%zz"} {
+		code, _, stderr := tool(t, "list", "--queue", "q", "--url", u)
+		if code != exitUsage || !strings.Contains(stderr, "--url") || strings.Contains(stderr, "s3cret") {
+			t.Errorf("--url %s: exit %d, stderr %q; want a usage error without the password", u, code, stderr)
+		}
+	}
+}
+
 func TestMissingParkingQueue(t *testing.T) {
 	url := brokertest.URL(t)
 	code, stdout, stderr := tool(t, "replay", "--url", url, "--queue", brokertest.Name(t, "none"))
