@@ -3,7 +3,9 @@ package dlxretry_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,5 +157,55 @@ func TestSharedConnClose(t *testing.T) {
 	}
 	if err := pub.Publish(context.Background(), topo.Exchange, "k", amqpMsg("m")); !errors.Is(err, dlxretry.ErrClosed) {
 		t.Errorf("Publish after Conn.Close: %v, want ErrClosed", err)
+	}
+}
+
+// WithAMQPConfig's settings reach the connection, beside the library's
+// own (its connection name wins over the Properties'), and WithDialer makes
+// the TCP connection.
+func TestAMQPConfigApplies(t *testing.T) {
+	t.Parallel()
+	name := brokertest.Name(t, "conn")
+	var dials atomic.Int32
+	conn := newConn(t, dlxretry.WithConnectionName(name),
+		dlxretry.WithAMQPConfig(amqp.Config{
+			Heartbeat:  7 * time.Second,
+			FrameSize:  65536,
+			Properties: amqp.Table{"connection_name": "not this one", "product": "test"},
+		}),
+		dlxretry.WithDialer(func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}))
+	if _, err := conn.Channel(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	out := brokertest.Ctl(t, "list_connections", "-q", "--no-table-headers", "timeout", "frame_max", "client_properties")
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.Contains(line, `{"connection_name","`+name+`"}`) {
+			continue
+		}
+		found = true
+		if !strings.HasPrefix(line, "7\t65536\t") || !strings.Contains(line, `{"product","test"}`) {
+			t.Errorf("connection %s: %s; want heartbeat 7, frame_max 65536 and the product property", name, line)
+		}
+	}
+	if !found || dials.Load() != 1 {
+		t.Errorf("connection %s found: %v, dialer called %d times", name, found, dials.Load())
+	}
+}
+
+// What the library does itself cannot be set through WithAMQPConfig.
+func TestAMQPConfigRefusesWhatTheLibraryOwns(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]amqp.Config{
+		"Recovery": {Recovery: &amqp.Recovery{}},
+		"Dial":     {Dial: amqp.DefaultDial(time.Second)},
+	} {
+		var ce *dlxretry.ConfigError
+		if _, err := dlxretry.NewConn("amqp://localhost/", dlxretry.WithAMQPConfig(cfg)); !errors.As(err, &ce) || ce.Field != "WithAMQPConfig" {
+			t.Errorf("WithAMQPConfig with %s: %v, want a ConfigError", name, err)
+		}
 	}
 }
