@@ -92,20 +92,18 @@ func newConn(url string, o connOptions) (*Conn, error) {
 // connFor returns the Conn for broker: a new one, for a URL, or the shared
 // one, which takes none of the options that configure a connection.
 func connFor[B Broker](broker B, o connOptions) (conn *Conn, own bool, err error) {
-	switch b := any(broker).(type) {
-	case string:
-		conn, err = newConn(b, o)
+	shared, ok := any(broker).(*Conn)
+	if !ok {
+		conn, err = newConn(any(broker).(string), o)
 		return conn, true, err
-	case *Conn:
-		if !b.usable() {
-			return nil, false, invalid("Conn", "nil or not created by NewConn or Dial")
-		}
-		if len(o.given) > 0 {
-			return nil, false, invalid(o.given[0], "configures the connection: give it to NewConn or Dial, not with a shared *Conn")
-		}
-		return b, false, nil
 	}
-	panic("unreachable: Broker is string or *Conn")
+	if !shared.usable() {
+		return nil, false, invalid("Conn", "nil or not created by NewConn or Dial")
+	}
+	if len(o.given) > 0 {
+		return nil, false, invalid(o.given[0], "configures the connection: give it to NewConn or Dial, not with a shared *Conn")
+	}
+	return shared, false, nil
 }
 
 func (c *Conn) usable() bool { return c != nil && c.lock != nil }
@@ -185,6 +183,9 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 		defer cancel()
 	}
 	b := newBackoff(c.opts.reconnectMin, c.opts.reconnectMax)
+	// The last attempt that failed by itself, not cut short by ctx.
+	var last error
+	var lastURL string
 	for attempt := 1; ; attempt++ {
 		url := c.urls[c.next%len(c.urls)]
 		l, err := dial(ctx, url, &c.opts)
@@ -197,8 +198,12 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 			return nil, &ConnectError{Broker: redact(url), Attempts: attempt, Err: err}
 		}
 		if ctx.Err() != nil {
+			if last != nil {
+				return nil, c.gaveUp(ctx, lastURL, attempt, last)
+			}
 			return nil, c.gaveUp(ctx, url, attempt, err)
 		}
+		last, lastURL = err, url
 		wait := b.NextBackOff()
 		c.opts.disconnected(url, err, wait)
 		if sleep(ctx, wait) != nil {
@@ -207,7 +212,8 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 	}
 }
 
-// gaveUp says why redial stopped when ctx ended.
+// gaveUp says why redial stopped when ctx ended; last is the most telling
+// failure.
 func (c *Conn) gaveUp(ctx context.Context, url string, attempts int, last error) error {
 	cause := context.Cause(ctx)
 	if errors.Is(cause, ErrConnectTimeout) {
@@ -313,7 +319,7 @@ const (
 )
 
 // closeTimeout bounds the closing handshake of a connection or channel.
-const closeTimeout = 2 * time.Second
+const closeTimeout = time.Second
 
 // guard bounds a call into amqp091-go that takes no ctx and waits for the
 // broker's answer (opening a channel, declaring): if ctx ends and the call

@@ -82,7 +82,9 @@ func NewPublisher[B Broker](broker B, opts ...PublisherOption) (*Publisher, erro
 // once the broker has confirmed it and a queue took it. A message with
 // DeliveryMode 0 is sent persistent; one without a MessageId gets a random
 // one. Publish does not send a message twice on its own: the caller
-// decides whether to publish again after an error. Its errors wrap
+// decides whether to publish again after an error (a message whose channel
+// closed before the broker had it whole, which the broker drops, is sent
+// on a new channel, three times at most). Its errors wrap
 //
 //   - [ErrUnroutable] if no queue took the message;
 //   - [ErrNacked] if the broker refused it with a negative confirm;
