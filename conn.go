@@ -188,10 +188,10 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 	var lastURL string
 	for attempt := 1; ; attempt++ {
 		url := c.urls[c.next%len(c.urls)]
-		l, err := dial(ctx, url, &c.opts)
+		conn, sock, err := dial(ctx, url, &c.opts)
 		if err == nil {
 			c.opts.connected(url)
-			return l, nil
+			return newLink(conn, sock, url, c.opts.logger), nil
 		}
 		c.next++
 		if refused(err) {

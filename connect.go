@@ -70,11 +70,11 @@ const dialTimeout = 30 * time.Second
 
 // dial opens a connection to url without amqp091-go's own recovery
 // (Config.Recovery): the library supervises its connections itself. ctx
-// bounds the whole attempt: TCP connect, TLS and the AMQP handshake. The
-// link it returns holds the TCP connection too, to unblock a stuck write.
-func dial(ctx context.Context, url string, o *connOptions) (*link, error) {
+// bounds the whole attempt: TCP connect, TLS and the AMQP handshake. It
+// returns the TCP connection too, which can unblock a stuck write.
+func dial(ctx context.Context, url string, o *connOptions) (*amqp.Connection, net.Conn, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var sock net.Conn
 	var stop func() bool
@@ -98,18 +98,17 @@ func dial(ctx context.Context, url string, o *connOptions) (*link, error) {
 		return conn, nil
 	}
 	conn, err := amqp.DialConfig(url, cfg)
-	if stop != nil && !stop() && err == nil {
+	switch {
+	case stop != nil && !stop() && err == nil:
 		// ctx ended during the handshake and may have broken the connection.
 		conn.Close()
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
+	case err != nil && ctx.Err() != nil:
+		return nil, nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	case err != nil:
+		return nil, nil, err
 	}
-	if err != nil && ctx.Err() != nil {
-		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return newLink(conn, sock, url, o.logger), nil
+	return conn, sock, nil
 }
 
 func (o *connOptions) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {

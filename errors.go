@@ -38,6 +38,13 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 // mandatory message because no queue was bound to take it.
 var ErrUnroutable = errors.New("dlxretry: message unroutable")
 
+// ErrUnconfirmed is wrapped by publish errors when the channel or connection
+// closed before the broker confirmed the message: it may or may not have
+// been routed, and publishing it again may make a duplicate. A publish the
+// broker refused, which it did not route, is not ErrUnconfirmed: its error
+// wraps the broker's *amqp.Error.
+var ErrUnconfirmed = errors.New("dlxretry: channel closed before the broker confirmed the message")
+
 // ErrNacked is wrapped by publish errors when the broker answered a publish
 // with a negative confirm.
 var ErrNacked = errors.New("dlxretry: message nacked by broker")

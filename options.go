@@ -65,6 +65,18 @@ type publisherOptions struct {
 	connOptions
 }
 
+// ParkingLotOption configures a [ParkingLot], given to [NewParkingLot].
+// Every [ConnOption] is a ParkingLotOption too.
+type ParkingLotOption interface {
+	applyLot(*lotOptions)
+}
+
+type lotOptions struct {
+	connOptions
+	progressEvery int
+	progress      func(Report)
+}
+
 func defaultConnOptions() connOptions {
 	return connOptions{
 		logger:         slog.New(slog.DiscardHandler),
@@ -101,6 +113,19 @@ func newPublisherOptions(opts []PublisherOption) (publisherOptions, error) {
 		if opt != nil {
 			opt.applyPublisher(&o)
 		}
+	}
+	return o, o.connOptions.validate()
+}
+
+func newLotOptions(opts []ParkingLotOption) (lotOptions, error) {
+	o := lotOptions{connOptions: defaultConnOptions()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyLot(&o)
+		}
+	}
+	if o.progress != nil && o.progressEvery < 1 {
+		return o, invalid("WithProgress", "every must be at least 1, got %d", o.progressEvery)
 	}
 	return o, o.connOptions.validate()
 }
@@ -161,6 +186,12 @@ func (o *options) validate() error {
 type consumerOption func(*options)
 
 func (f consumerOption) applyConsumer(o *options) { f(o) }
+
+// lotOption is a [ParkingLotOption] that means something to a ParkingLot
+// only.
+type lotOption func(*lotOptions)
+
+func (f lotOption) applyLot(o *lotOptions) { f(o) }
 
 // connOption is a [ConnOption]. name, when set, says it configures the
 // connection itself, which a shared Conn does not take.
@@ -284,4 +315,11 @@ func WithHandlerTimeout(d time.Duration) Option {
 // and Run returns [ErrShutdownTimeout]. The default is 30 seconds.
 func WithShutdownTimeout(d time.Duration) Option {
 	return consumerOption(func(o *options) { o.shutdownTimeout = d })
+}
+
+// WithProgress calls f with the report so far after every every-th message a
+// [ParkingLot] operation visits, on the operation's goroutine. The default
+// reports nothing.
+func WithProgress(every int, f func(Report)) ParkingLotOption {
+	return lotOption(func(o *lotOptions) { o.progressEvery, o.progress = every, f })
 }

@@ -83,28 +83,6 @@ type Report struct {
 	Kept    int `json:"kept"`    // visited messages put back in the parking queue
 }
 
-// ParkingLotOption configures a [ParkingLot], given to [NewParkingLot].
-// Every [ConnOption] is a ParkingLotOption too.
-type ParkingLotOption interface {
-	applyLot(*lotOptions)
-}
-
-type lotOptions struct {
-	connOptions
-	progressEvery int
-	progress      func(Report)
-}
-
-type lotOption func(*lotOptions)
-
-func (f lotOption) applyLot(o *lotOptions) { f(o) }
-
-// WithProgress calls f with the report so far after every every-th message an
-// operation visits, on the operation's goroutine. The default reports nothing.
-func WithProgress(every int, f func(Report)) ParkingLotOption {
-	return lotOption(func(o *lotOptions) { o.progressEvery, o.progress = every, f })
-}
-
 // NewParkingLot returns a ParkingLot for the parked messages of the work
 // queue queue (a [Topology].Queue): they wait in the queue
 // [Topology.ParkingQueue] names. It works through broker: a URL, for a
@@ -114,16 +92,8 @@ func NewParkingLot[B Broker](broker B, queue string, opts ...ParkingLotOption) (
 	if err := validName("queue", queue); err != nil {
 		return nil, err
 	}
-	o := lotOptions{connOptions: defaultConnOptions()}
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applyLot(&o)
-		}
-	}
-	if o.progress != nil && o.progressEvery < 1 {
-		return nil, invalid("WithProgress", "every must be at least 1, got %d", o.progressEvery)
-	}
-	if err := o.connOptions.validate(); err != nil {
+	o, err := newLotOptions(opts)
+	if err != nil {
 		return nil, err
 	}
 	conn, own, err := connFor(broker, o.connOptions)

@@ -11,13 +11,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// ErrUnconfirmed is wrapped by publish errors when the channel or connection
-// closed before the broker confirmed the message: it may or may not have
-// been routed, and publishing it again may make a duplicate. A publish the
-// broker refused, which it did not route, is not ErrUnconfirmed: its error
-// wraps the broker's *amqp.Error.
-var ErrUnconfirmed = errors.New("dlxretry: channel closed before the broker confirmed the message")
-
 // aloneAbove is the body size above which a message is published on a
 // channel of its own: RabbitMQ refuses a message over its max_message_size
 // (128 MiB by default on 3.x, 16 MiB on 4.x, less where operators say so) by
