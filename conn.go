@@ -1,6 +1,7 @@
 package dlxretry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -183,10 +184,8 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 		defer cancel()
 	}
 	b := newBackoff(c.opts.reconnectMin, c.opts.reconnectMax)
-	// The last attempt that failed by itself, not cut short by ctx.
-	var last error
-	var lastURL string
-	for attempt := 1; ; attempt++ {
+	var last failure // the last attempt that failed by itself, not cut short by ctx
+	for n := 1; ; n++ {
 		url := c.urls[c.next%len(c.urls)]
 		conn, sock, err := dial(ctx, url, &c.opts)
 		if err == nil {
@@ -195,32 +194,35 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 		}
 		c.next++
 		if refused(err) {
-			return nil, &ConnectError{Broker: redact(url), Attempts: attempt, Err: err}
+			return nil, &ConnectError{Broker: redact(url), Attempts: n, Err: err}
+		}
+		if ctx.Err() == nil {
+			last = failure{url, err}
+			wait := b.NextBackOff()
+			c.opts.disconnected(url, err, wait)
+			_ = sleep(ctx, wait)
 		}
 		if ctx.Err() != nil {
-			if last != nil {
-				return nil, c.gaveUp(ctx, lastURL, attempt, last)
-			}
-			return nil, c.gaveUp(ctx, url, attempt, err)
-		}
-		last, lastURL = err, url
-		wait := b.NextBackOff()
-		c.opts.disconnected(url, err, wait)
-		if sleep(ctx, wait) != nil {
-			return nil, c.gaveUp(ctx, url, attempt, err)
+			return nil, c.gaveUp(ctx, n, cmp.Or(last, failure{url, err}))
 		}
 	}
 }
 
-// gaveUp says why redial stopped when ctx ended; last is the most telling
+// failure is a failed connection attempt.
+type failure struct {
+	url string
+	err error
+}
+
+// gaveUp says why redial stopped when ctx ended, with the most telling
 // failure.
-func (c *Conn) gaveUp(ctx context.Context, url string, attempts int, last error) error {
+func (c *Conn) gaveUp(ctx context.Context, attempts int, last failure) error {
 	cause := context.Cause(ctx)
 	if errors.Is(cause, ErrConnectTimeout) {
-		return &ConnectError{Broker: redact(url), Attempts: attempts,
-			Err: fmt.Errorf("%w (%v): %w", ErrConnectTimeout, c.opts.connectTimeout, last)}
+		return &ConnectError{Broker: redact(last.url), Attempts: attempts,
+			Err: fmt.Errorf("%w (%v): %w", ErrConnectTimeout, c.opts.connectTimeout, last.err)}
 	}
-	return fmt.Errorf("dlxretry: connect to %s: %w (last error: %v)", redact(url), cause, last)
+	return fmt.Errorf("dlxretry: connect to %s: %w (last error: %v)", redact(last.url), cause, last.err)
 }
 
 // within returns a ctx that also ends, with the cause ErrClosed, when life

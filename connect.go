@@ -76,30 +76,12 @@ func dial(ctx context.Context, url string, o *connOptions) (*amqp.Connection, ne
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	var sock net.Conn
-	var stop func() bool
+	var tcp tcpAttempt
 	cfg := o.amqpConfig()
-	cfg.Dial = func(network, addr string) (net.Conn, error) {
-		conn, err := o.dialTCP(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		deadline, ok := ctx.Deadline()
-		if !ok || time.Until(deadline) > dialTimeout {
-			deadline = time.Now().Add(dialTimeout)
-		}
-		// amqp091-go clears the deadline once the handshake is done.
-		if err := conn.SetDeadline(deadline); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		sock = conn
-		stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-		return conn, nil
-	}
+	cfg.Dial = func(network, addr string) (net.Conn, error) { return tcp.open(ctx, o, network, addr) }
 	conn, err := amqp.DialConfig(url, cfg)
 	switch {
-	case stop != nil && !stop() && err == nil:
+	case tcp.cut() && err == nil:
 		// ctx ended during the handshake and may have broken the connection.
 		conn.Close()
 		return nil, nil, ctx.Err()
@@ -108,7 +90,38 @@ func dial(ctx context.Context, url string, o *connOptions) (*amqp.Connection, ne
 	case err != nil:
 		return nil, nil, err
 	}
-	return conn, sock, nil
+	return conn, tcp.sock, nil
+}
+
+// tcpAttempt is the TCP connection of one connection attempt, under a
+// deadline that ctx moves up to now when it ends.
+type tcpAttempt struct {
+	sock net.Conn
+	stop func() bool
+}
+
+func (a *tcpAttempt) open(ctx context.Context, o *connOptions, network, addr string) (net.Conn, error) {
+	conn, err := o.dialTCP(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok || time.Until(deadline) > dialTimeout {
+		deadline = time.Now().Add(dialTimeout)
+	}
+	// amqp091-go clears the deadline once the handshake is done.
+	if err := conn.SetDeadline(deadline); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	a.sock = conn
+	a.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	return conn, nil
+}
+
+// cut stops watching ctx and reports whether ctx ended meanwhile.
+func (a *tcpAttempt) cut() bool {
+	return a.stop != nil && !a.stop()
 }
 
 func (o *connOptions) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
