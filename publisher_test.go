@@ -18,10 +18,7 @@ import (
 func TestPublishConcurrentOutcomes(t *testing.T) {
 	t.Parallel()
 	topo := declare(t, dlxretry.Classic, delaysMS(100), 3)
-	nowhere := brokertest.Name(t, "nowhere")
-	if err := brokertest.Channel(t).ExchangeDeclare(nowhere, "direct", false, true, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	nowhere := brokertest.Exchange(t, "nowhere", "direct")
 	pub := newPublisher(t, brokertest.Name(t, "pub"))
 	const goroutines, each = 20, 50
 	var wg sync.WaitGroup
@@ -98,11 +95,7 @@ func TestPublishSameMessageID(t *testing.T) {
 // A broker nack (a full queue that rejects publishes) is an error.
 func TestPublishNacked(t *testing.T) {
 	t.Parallel()
-	q := brokertest.Name(t, "full")
-	ch := brokertest.Channel(t)
-	if _, err := ch.QueueDeclare(q, false, true, false, false, amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"}); err != nil {
-		t.Fatal(err)
-	}
+	q := brokertest.Queue(t, "full", amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
 	pub := newPublisher(t, brokertest.Name(t, "pub"))
 	err := pub.Publish(context.Background(), "", q, amqp.Publishing{Body: []byte("x")})
 	if !errors.Is(err, dlxretry.ErrNacked) {
