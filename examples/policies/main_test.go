@@ -68,6 +68,7 @@ func TestPolicies(t *testing.T) {
 // declares anything; it needs no broker.
 func TestWithoutRabbitmqctl(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
+	t.Setenv("DLXRETRY_RABBITMQCTL", "")
 	var out bytes.Buffer
 	err := runWith(context.Background(), config{brokerURL: "amqp://guest:guest@127.0.0.1:1/", prefix: "p"}, &out)
 	if !errors.Is(err, errApplyFirst) {
