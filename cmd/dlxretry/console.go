@@ -1,0 +1,3 @@
+package main
+
+var consoleCommand = &command{name: "console", short: "serve a web console for parked messages"}
