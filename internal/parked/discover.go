@@ -42,9 +42,11 @@ func (m Management) Discover(ctx context.Context, vhost string) ([]string, error
 		pass, _ = base.User.Password()
 		base.User = nil
 	}
-	endpoint := base.JoinPath("api", "queues", vhost)
+	// The vhost is one path segment: "/" is %2F.
+	endpoint := *base
+	endpoint.Path = strings.TrimSuffix(base.Path, "/") + "/api/queues/" + vhost
+	endpoint.RawPath = strings.TrimSuffix(base.EscapedPath(), "/") + "/api/queues/" + url.PathEscape(vhost)
 	endpoint.RawQuery = "columns=name"
-	// JoinPath escapes each element: vhost "/" becomes %2F, as the API wants.
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.String(), nil)
 	if err != nil {
 		return nil, err

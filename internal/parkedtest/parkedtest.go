@@ -133,6 +133,20 @@ func Depth(t testing.TB, queue string) int {
 	return q.Messages
 }
 
+// AwaitDepth waits, ten seconds at most, until queue holds want ready
+// messages: a console reading the queue in the background holds some for
+// a moment.
+func AwaitDepth(t testing.TB, queue string, want int) {
+	t.Helper()
+	got := -1
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = Depth(t, queue); got == want {
+			return
+		}
+	}
+	t.Errorf("%s holds %d ready messages, want %d", queue, got, want)
+}
+
 func cleanupChannel(t testing.TB) *amqp.Channel {
 	conn, err := amqp.Dial(brokertest.URL(t))
 	if err != nil {
