@@ -135,7 +135,7 @@ func TestShowByID(t *testing.T) {
 		t.Fatalf("exit %d", r.code)
 	}
 	for _, want := range []string{
-		"Message m-0021", "Error              order 4701 not found", "Outcome            exhausted: parked after 3 attempts",
+		"Message m-0021", "Error              order 4721 not found", "Outcome            exhausted: parked after 3 attempts",
 		"Original key       order.created", "Death history (x-death, most recent first)",
 		topo.Queue + "  rejected", "x-dlxretry-attempts: 3", "Body (json, ",
 		"  {\n    \"order\": 4721,\n    \"customer\": \"c-21\",",

@@ -1,110 +1,223 @@
-// Parkinglot lists, replays, drops and moves the messages dlxretry parked
-// for a work queue, with [dlxretry.ParkingLot].
+// Parkinglot uses [dlxretry.ParkingLot] from a program: it parks three
+// messages, lists them, replays the ones that failed with a timeout once
+// the cause is gone (after a dry run that counts them) and drops the
+// malformed one, saving it as a JSON line first.
 //
-// Run it from the repository root:
+// Operators do the same from a shell with the dlxretry command and its web
+// console (see the README's Parking lot section):
 //
-//	go run ./examples/parkinglot list   --queue orders
-//	go run ./examples/parkinglot replay --queue orders --error timeout --dry-run
-//	go run ./examples/parkinglot replay --queue orders --error timeout
-//	go run ./examples/parkinglot drop   --queue orders --error malformed --out dropped.jsonl
-//	go run ./examples/parkinglot move   --queue orders --older-than 168h --to-queue orders.archive
+//	go install github.com/dlxretry/dlxretry/cmd/dlxretry@latest
+//	dlxretry parked summary --queue orders
 //
-// --queue names the work queue (a [dlxretry.Topology].Queue); its parked
-// messages wait in the queue named after it with ".parking" appended. The
-// filters --error, --original-queue, --older-than, --newer-than and --header
-// (repeatable) select messages; --limit stops after that many matches.
-// replay, drop and move take --dry-run, which reports what they would do and
-// changes nothing: list with the same filters shows the messages.
+// Run the example from the repository root:
 //
-// list prints a table, or with --json one JSON object per message (the body
-// in base64). The other commands print what they did, or with --json one
-// JSON object of counts. Progress goes to stderr every --progress messages.
-// Interrupting a run (Ctrl-C) stops it at the next message; every message it
-// has not acted on stays parked.
+//	go run ./examples/parkinglot
 //
-// It connects to --url, by default RABBITMQ_URL or, when that is unset,
-// amqp://guest:guest@localhost:5672/. It exits with 0 on success, 1 when
-// something fails at run time (the broker is unreachable, the parking queue
-// does not exist, a publish is refused) and 2 for a bad command line.
+// It connects to RABBITMQ_URL, or to amqp://guest:guest@localhost:5672/,
+// declares the work queue parkinglot.orders with one 50ms retry tier and two
+// attempts, and deletes it all at the end. It prints:
+//
+//	parked order-1 after 2 attempts: upstream timeout
+//	parked order-2 after 2 attempts: upstream timeout
+//	parked order-3 after 1 attempt: malformed order (permanent)
+//	dry run: would replay 2 of 3 parked messages
+//	replayed 2 of 3 parked messages
+//	handled order-1 at attempt 1, replayed 1 time
+//	handled order-2 at attempt 1, replayed 1 time
+//	dropped 1 parked message, saved as 1 JSON line
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dlxretry/dlxretry"
 )
 
 func main() {
+	url := os.Getenv("RABBITMQ_URL")
+	if url == "" {
+		url = "amqp://guest:guest@localhost:5672/"
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, url, "parkinglot.orders", os.Stdout)
 	stop()
-	os.Exit(code)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parkinglot:", err)
+		os.Exit(1)
+	}
 }
 
-// Exit codes.
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
+// service fails timeouts until it is healthy and malformed orders always.
+type service struct {
+	healthy atomic.Bool
+	parked  chan struct{} // one per parked message
+	mu      sync.Mutex
+	handled []string
+}
 
-// run is the whole tool: it parses args (without the program name), runs
-// the command and returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, err := parse(args)
+func (s *service) handle(_ context.Context, d *dlxretry.Delivery) error {
 	switch {
-	case errors.Is(err, errHelp):
-		fmt.Fprint(stdout, usage)
-		return exitOK
-	case err != nil:
-		fmt.Fprintf(stderr, "parkinglot: %v\nRun 'parkinglot help' for usage.\n", err)
-		return exitUsage
+	case string(d.Body) == "malformed":
+		return dlxretry.Permanent(errors.New("malformed order"))
+	case !s.healthy.Load():
+		return errors.New("upstream timeout")
 	}
-	if err := execute(ctx, cfg, stdout, stderr); err != nil {
-		if errors.Is(err, context.Canceled) {
-			err = errors.New("interrupted: the messages it had not acted on are still parked")
-		}
-		fmt.Fprintf(stderr, "parkinglot: %v\n", err)
-		return exitFailure
-	}
-	return exitOK
+	replays, _ := d.Headers[dlxretry.HeaderReplays].(int64)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handled = append(s.handled, fmt.Sprintf("handled %s at attempt %d, replayed %d time", d.MessageId, d.Attempt, replays))
+	return nil
 }
 
-const usage = `Usage: parkinglot <command> --queue NAME [flags]
+// run parks, lists, replays and drops messages of the work queue queue.
+func run(ctx context.Context, url, queue string, out io.Writer) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := dlxretry.Dial(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	topo := dlxretry.Topology{Queue: queue, Delays: []time.Duration{50 * time.Millisecond}, MaxAttempts: 2}
+	if err := declare(ctx, conn, topo); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, remove(conn, topo)) }()
 
-Commands:
-  list     show parked messages: a table, or JSON lines with --json
-  replay   send messages back to the work queue with a fresh attempt budget
-  drop     delete messages, appending them to --out first if it is given
-  move     publish messages to --to-queue, or --to-exchange with --to-key,
-           then delete them from parking
+	svc := &service{parked: make(chan struct{}, 3)}
+	onPark := func(dlxretry.ParkEvent) { svc.parked <- struct{}{} }
+	consumer, err := dlxretry.NewConsumer(conn, topo, svc.handle, dlxretry.WithHooks(dlxretry.Hooks{OnPark: onPark}))
+	if err != nil {
+		return err
+	}
+	runCtx, stopConsumer := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(runCtx) }()
+	defer func() { stopConsumer(); <-done }()
 
-Flags of every command:
-  --url URL             broker (default: $RABBITMQ_URL, else amqp://guest:guest@localhost:5672/)
-  --queue NAME          the work queue; its messages are parked in NAME.parking (required)
-  --error TEXT          only messages whose error contains TEXT
-  --original-queue NAME only messages that failed in the work queue NAME
-  --older-than DURATION only messages parked at least this long ago (e.g. 90m, 48h)
-  --newer-than DURATION only messages parked less than this long ago
-  --header KEY=VALUE    only messages with this header value (repeatable)
-  --limit N             stop after N matching messages (default 0: no limit)
-  --json                JSON output
-  --progress N          report progress on stderr every N messages (default 1000, 0: never)
+	if err := publish(ctx, conn, queue, "order-1", "order-2", "order-3"); err != nil {
+		return err
+	}
+	for range 3 {
+		select {
+		case <-svc.parked:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	lot, err := dlxretry.NewParkingLot(conn, queue)
+	if err != nil {
+		return err
+	}
+	return operate(ctx, lot, svc, out)
+}
 
-Flags of replay, drop and move:
-  --dry-run             report what would be done; change nothing
+// operate is what an operator does with the parking lot.
+func operate(ctx context.Context, lot *dlxretry.ParkingLot, svc *service, out io.Writer) error {
+	parked, err := lot.List(ctx, dlxretry.Filter{})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(parked, func(a, b dlxretry.ParkedMessage) int { return strings.Compare(a.MessageID, b.MessageID) })
+	for _, m := range parked {
+		fmt.Fprintf(out, "parked %s after %d %s: %s%s\n", m.MessageID, m.Attempts, plural(m.Attempts, "attempt"), m.Error,
+			map[bool]string{true: " (permanent)"}[m.Permanent])
+	}
+	timeouts := dlxretry.Filter{ErrorContains: "timeout", DryRun: true}
+	rep, err := lot.Replay(ctx, timeouts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "dry run: would replay %d of %d parked messages\n", rep.Matched, rep.Total)
 
-Flags of drop:
-  --out FILE            append each dropped message to FILE as a JSON line, synced
-                        to disk before the message is deleted
+	svc.healthy.Store(true) // the upstream is back
+	timeouts.DryRun = false
+	if rep, err = lot.Replay(ctx, timeouts); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "replayed %d of %d parked messages\n", rep.Acted, rep.Total)
+	for _, line := range svc.await(ctx, rep.Acted) {
+		fmt.Fprintln(out, line)
+	}
 
-Flags of move:
-  --to-queue NAME       move to this queue (through the default exchange)
-  --to-exchange NAME    move to this exchange...
-  --to-key KEY          ...with this routing key (default: empty)
+	var saved bytes.Buffer // a file, in a real tool: dlxretry parked restore reads it back
+	if rep, err = lot.Drop(ctx, dlxretry.Filter{ErrorContains: "malformed"}, &saved); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "dropped %d parked message, saved as %d JSON line\n", rep.Acted, bytes.Count(saved.Bytes(), []byte("\n")))
+	return nil
+}
 
-Exit status: 0 success, 1 failure at run time, 2 bad command line.
-`
+// await waits until n messages were handled and returns what it saw, sorted.
+func (s *service) await(ctx context.Context, n int) []string {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		got := slices.Clone(s.handled)
+		s.mu.Unlock()
+		if len(got) >= n {
+			slices.Sort(got)
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+func publish(ctx context.Context, conn *dlxretry.Conn, queue string, ids ...string) error {
+	pub, err := dlxretry.NewPublisher(conn)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	for _, id := range ids {
+		body := "{}"
+		if id == "order-3" {
+			body = "malformed"
+		}
+		if err := pub.Publish(ctx, "", queue, amqp.Publishing{MessageId: id, Body: []byte(body)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func declare(ctx context.Context, conn *dlxretry.Conn, topo dlxretry.Topology) error {
+	ch, err := conn.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return topo.Declare(ctx, ch)
+}
+
+// remove deletes the topology, also after ctx ended.
+func remove(conn *dlxretry.Conn, topo dlxretry.Topology) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ch, err := conn.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	return topo.Delete(ctx, ch)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
+}

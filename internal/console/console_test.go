@@ -93,7 +93,7 @@ func TestLotPageGroupsAndPages(t *testing.T) {
 	for _, want := range []string{
 		"Parked now 48", "Permanent / exhausted 10 / 38",
 		"upstream timeout after &lt;n&gt;ms e.g. upstream timeout after 1000ms 20 0 20",
-		"order &lt;n&gt; not found e.g. order 4700 not found 10 0 10",
+		"order &lt;n&gt; not found e.g. order 4720 not found 10 0 10",
 		"malformed payload: invalid character &#39;x&#39; at offset &lt;n&gt;",
 		"Messages page 1", "m-0000", "m-0019", "next 20 →",
 	} {
@@ -126,7 +126,7 @@ func TestMessagePage(t *testing.T) {
 	code, body := get(t, browser(t), ts.URL+"/lots/"+topo.Queue+"/messages/m-0021")
 	page := text(body)
 	for _, want := range []string{
-		"Message m-0021 exhausted", "Error order 4701 not found", "Attempts 3",
+		"Message m-0021 exhausted", "Error order 4721 not found", "Attempts 3",
 		"Original routing key order.created", topo.Queue + " rejected 2",
 		"x-dlxretry-attempts 3", `&#34;order&#34;: 4721,`,
 	} {

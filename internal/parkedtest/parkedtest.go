@@ -19,7 +19,22 @@ import (
 // messages and all, when the test ends.
 func Topology(t testing.TB, what string) dlxretry.Topology {
 	t.Helper()
-	topo := dlxretry.Topology{Queue: brokertest.Name(t, what), Delays: []time.Duration{time.Second}, MaxAttempts: 3}
+	return declare(t, brokertest.Name(t, what))
+}
+
+// Named declares a topology for the work queue queue, which must not exist,
+// and deletes it when the test ends: for pictures that show plain names.
+func Named(t testing.TB, queue string) dlxretry.Topology {
+	t.Helper()
+	if _, err := brokertest.Channel(t).QueueDeclarePassive(queue, true, false, false, false, nil); err == nil {
+		t.Fatalf("the queue %s exists on the broker; this test declares it and deletes it afterwards", queue)
+	}
+	return declare(t, queue)
+}
+
+func declare(t testing.TB, queue string) dlxretry.Topology {
+	t.Helper()
+	topo := dlxretry.Topology{Queue: queue, Delays: []time.Duration{time.Second}, MaxAttempts: 3}
 	if err := topo.Declare(context.Background(), brokertest.Channel(t)); err != nil {
 		t.Fatalf("declare %s: %v", topo.Queue, err)
 	}
@@ -108,7 +123,7 @@ func Fleet() []Message {
 		}
 	}
 	add(20, false, func(i int) string { return fmt.Sprintf("upstream timeout after %dms", 1000+i*50) })
-	add(10, false, func(i int) string { return fmt.Sprintf("order %d not found", 4700+i) })
+	add(10, false, func(i int) string { return fmt.Sprintf("order %d not found", 4720+i) }) // the order its body names
 	add(8, true, func(i int) string { return fmt.Sprintf("malformed payload: invalid character 'x' at offset %d", i) })
 	add(5, false, func(i int) string { return fmt.Sprintf("dial tcp 10.0.0.%d:5432: connection refused", i+1) })
 	add(3, false, func(i int) string {
