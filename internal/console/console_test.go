@@ -63,7 +63,12 @@ func get(t *testing.T, c *http.Client, u string) (int, string) {
 // lotPage loads the lot's page until its summary is there.
 func lotPage(t *testing.T, c *http.Client, base, queue, query string) string {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	return lotPageWithin(t, c, base, queue, query, 10*time.Second)
+}
+
+func lotPageWithin(t *testing.T, c *http.Client, base, queue, query string, wait time.Duration) string {
+	t.Helper()
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		code, body := get(t, c, base+"/lots/"+url.PathEscape(queue)+query)
 		if code != http.StatusOK {
 			t.Fatalf("lot page: %d\n%s", code, body)

@@ -132,18 +132,15 @@ func MarshalMessage(m Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(plain, &fields); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	dec.UseNumber()
+	var fields map[string]any
+	if err := dec.Decode(&fields); err != nil {
 		return nil, err
 	}
-	fields["body"], fields["body_encoding"], err = bodyJSON(m)
-	if err != nil {
-		return nil, err
-	}
+	fields["body"], fields["body_encoding"] = bodyValue(m)
 	deaths, _ := Deaths(m)
-	if fields["deaths"], err = json.Marshal(deathsJSON(deaths)); err != nil {
-		return nil, err
-	}
+	fields["deaths"] = deathsJSON(deaths)
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // error texts and bodies keep <, > and &
@@ -153,19 +150,18 @@ func MarshalMessage(m Message) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-func bodyJSON(m Message) (body, encoding json.RawMessage, err error) {
+// bodyValue is m's body as MarshalMessage writes it, and its encoding.
+func bodyValue(m Message) (body any, encoding string) {
 	switch kindOf(m.ContentType, m.Body) {
 	case KindJSON:
 		var buf bytes.Buffer
-		if err := json.Compact(&buf, m.Body); err == nil {
-			return buf.Bytes(), json.RawMessage(`"json"`), nil
+		if json.Compact(&buf, m.Body) == nil {
+			return json.RawMessage(buf.Bytes()), "json"
 		}
 	case KindText, KindEmpty:
-		body, err = json.Marshal(string(m.Body))
-		return body, json.RawMessage(`"text"`), err
+		return string(m.Body), "text"
 	}
-	body, err = json.Marshal(m.Body) // base64
-	return body, json.RawMessage(`"base64"`), err
+	return m.Body, "base64" // []byte: base64
 }
 
 // deathJSON is a Death with JSON names.

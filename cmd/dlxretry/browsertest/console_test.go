@@ -404,4 +404,3 @@ func (s *service) await(t *testing.T, n int) map[string]*dlxretry.Delivery {
 	}
 	return s.handled
 }
-
