@@ -145,35 +145,28 @@ Acting on more than ` + fmt.Sprint(askAbove) + ` messages asks for confirmation 
 // --yes or a small --limit makes the count needless, and a confirmation
 // when more than a handful would be acted on.
 func runAct(ctx context.Context, o *options, e *env, op operation) error {
-	name := "parked " + op.verb
-	queue, err := o.oneQueue(name)
-	if err != nil {
-		return err
-	}
-	if err := checkSelection(name, o.sel); err != nil {
-		return err
-	}
 	if op.check != nil {
 		if err := op.check(o); err != nil {
 			return err
 		}
 	}
-	conn, err := connect(ctx, o)
+	queue, conn, err := prepare(ctx, o, "parked "+op.verb)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	p := e.progress(o.progress)
-	if o.dryRun {
-		s := o.sel
-		s.Filter.DryRun = true
-		rep, err := op.do(ctx, o, p.lot(conn, queue, ""), s)
-		p.done()
-		return finish(e, o, op, p.lot(conn, queue, ""), rep, err)
-	}
+	defer p.done()
 	s := o.sel
+	if o.dryRun {
+		s.Filter.DryRun = true
+		l := p.lot(conn, queue, "")
+		rep, err := op.do(ctx, o, l, s)
+		p.done()
+		return finish(e, o, op, l, rep, err)
+	}
 	if !o.yes && (s.Filter.Limit == 0 || s.Filter.Limit > askAbove) {
-		n, err := confirm(ctx, o, e, op, p.lot(conn, queue, "counted"), s)
+		n, err := confirm(ctx, o, e, op, p, p.lot(conn, queue, ""), s)
 		p.done()
 		if err != nil || n == 0 {
 			return err
@@ -191,9 +184,10 @@ var errDeclined = errors.New("not confirmed; nothing was changed")
 
 // confirm counts the messages s selects with a dry run and, when there are
 // more than askAbove, asks whether to go on. It returns the count.
-func confirm(ctx context.Context, o *options, e *env, op operation, l parked.Lot, s parked.Selection) (int, error) {
+func confirm(ctx context.Context, o *options, e *env, op operation, p *progress, l parked.Lot, s parked.Selection) (int, error) {
 	s.Filter.DryRun = true
 	rep, err := op.do(ctx, o, l, s)
+	p.done()
 	if err != nil {
 		return 0, err
 	}

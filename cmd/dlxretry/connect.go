@@ -29,6 +29,20 @@ func connect(ctx context.Context, o *options) (*dlxretry.Conn, error) {
 	return conn, err
 }
 
+// prepare checks what a command on one parking lot needs and connects: it
+// returns the work queue and the connection, which the caller closes.
+func prepare(ctx context.Context, o *options, command string) (string, *dlxretry.Conn, error) {
+	queue, err := o.oneQueue(command)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := checkSelection(command, o.sel); err != nil {
+		return "", nil, err
+	}
+	conn, err := connect(ctx, o)
+	return queue, conn, err
+}
+
 // workQueues returns the work queues the command is about: those --queue
 // names and, with --mgmt-url, those with a parking queue on the broker.
 func workQueues(ctx context.Context, o *options, command string) ([]string, error) {

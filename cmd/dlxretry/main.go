@@ -201,6 +201,9 @@ func help(w io.Writer, cmd *command) {
 		if name != "" {
 			line += " " + name
 		}
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && !strings.Contains(usage, "default") {
+			usage += " (default " + f.DefValue + ")"
+		}
 		fmt.Fprintf(w, "%-28s %s\n", line, usage)
 	})
 }
@@ -213,9 +216,10 @@ func overview() string {
 	}
 	b.WriteString(`
 Every command that talks to RabbitMQ connects to $RABBITMQ_URL, or to --url,
-or else to ` + defaultURL + `. Keep a password in the environment: a command
-line is visible to every user of the machine (ps, /proc) and stays in shell
-history, while a process's environment is readable only by its user and root.
+or else to ` + defaultURL + `.
+Keep a password in the environment: a command line is visible to every user
+of the machine (ps, /proc) and stays in shell history, while a process's
+environment is readable only by its user and root.
 
 Run 'dlxretry help <command>' for a command's flags.
 Exit status: 0 success, 1 failure at run time, 2 bad command line.

@@ -171,14 +171,7 @@ Listing changes nothing: every message stays parked, in its place.`,
 }
 
 func runList(ctx context.Context, o *options, e *env) error {
-	queue, err := o.oneQueue("parked list")
-	if err != nil {
-		return err
-	}
-	if err := checkSelection("parked list", o.sel); err != nil {
-		return err
-	}
-	conn, err := connect(ctx, o)
+	queue, conn, err := prepare(ctx, o, "parked list")
 	if err != nil {
 		return err
 	}
@@ -240,15 +233,11 @@ It reads the parking queue until it has found them all.`,
 const bodyLimit = 64 << 10
 
 func runShow(ctx context.Context, o *options, e *env) error {
-	queue, err := o.oneQueue("parked show")
-	if err != nil {
-		return err
-	}
 	ids := append(o.args, o.sel.IDs...)
 	if len(ids) == 0 {
 		return usagef("parked show: give a message id")
 	}
-	conn, err := connect(ctx, o)
+	queue, conn, err := prepare(ctx, o, "parked show")
 	if err != nil {
 		return err
 	}

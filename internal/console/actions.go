@@ -110,7 +110,12 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the browser left before the lot was free
 	}
-	rep, err := s.do(r.Context(), l, t, confirmed)
+	// Once begun, the action goes on if the browser leaves; it stops when
+	// the server does.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	defer context.AfterFunc(s.life, cancel)()
+	rep, err := s.do(ctx, l, t, confirmed)
 	release()
 	l.startScan(s.life, &s.scans) // the summary no longer holds
 	s.log.Info("console action", "action", t.Action, "queue", l.queue, "group", t.GroupID, "id", t.ID,

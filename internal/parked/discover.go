@@ -32,6 +32,40 @@ type Management struct {
 // Discover returns the work queues of vhost that have a parking queue
 // (Q.parking), sorted.
 func (m Management) Discover(ctx context.Context, vhost string) ([]string, error) {
+	req, err := m.request(ctx, vhost)
+	if err != nil {
+		return nil, err
+	}
+	client := m.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %s", scrub(err.Error(), m.URL))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list queues at %s: %s", req.URL.Redacted(), resp.Status)
+	}
+	var queues []struct {
+		Name string `json:"name"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&queues); err != nil {
+		return nil, fmt.Errorf("list queues at %s: %w", req.URL.Redacted(), err)
+	}
+	var work []string
+	for _, q := range queues {
+		if w, ok := strings.CutSuffix(q.Name, parkingSuffix); ok && w != "" {
+			work = append(work, w)
+		}
+	}
+	slices.Sort(work)
+	return work, nil
+}
+
+// request is the API call that lists vhost's queues by name, logged in.
+func (m Management) request(ctx context.Context, vhost string) (*http.Request, error) {
 	base, err := url.Parse(m.URL)
 	if err != nil {
 		return nil, fmt.Errorf("management URL: %s", scrub(err.Error(), m.URL))
@@ -52,32 +86,7 @@ func (m Management) Discover(ctx context.Context, vhost string) ([]string, error
 		return nil, err
 	}
 	req.SetBasicAuth(user, pass)
-	client := m.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("list queues: %s", scrub(err.Error(), m.URL))
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("list queues at %s: %s", endpoint.Redacted(), resp.Status)
-	}
-	var queues []struct {
-		Name string `json:"name"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&queues); err != nil {
-		return nil, fmt.Errorf("list queues at %s: %w", endpoint.Redacted(), err)
-	}
-	var work []string
-	for _, q := range queues {
-		if w, ok := strings.CutSuffix(q.Name, parkingSuffix); ok && w != "" {
-			work = append(work, w)
-		}
-	}
-	slices.Sort(work)
-	return work, nil
+	return req, nil
 }
 
 // scrub hides the password of rawURL wherever s shows it, also when
