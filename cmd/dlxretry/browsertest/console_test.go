@@ -214,6 +214,9 @@ func browser(t *testing.T) context.Context {
 
 func findChrome() string {
 	if p := os.Getenv("DLXRETRY_CHROME"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless_shell"} {
