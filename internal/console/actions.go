@@ -93,12 +93,12 @@ func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request) {
 
 // act does a confirmed action, on no more messages than were counted.
 func (s *Server) act(w http.ResponseWriter, r *http.Request) {
-	l, t, ok := s.readTarget(w, r)
-	if !ok {
-		return
-	}
 	if !validToken(r) {
 		s.fail(w, r, http.StatusForbidden, "The form is stale or came from elsewhere: reload the page and try again.")
+		return
+	}
+	l, t, ok := s.readTarget(w, r)
+	if !ok {
 		return
 	}
 	confirmed := atoi(r.FormValue("count"))
