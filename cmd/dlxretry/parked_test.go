@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -316,5 +318,32 @@ func TestLots(t *testing.T) {
 	if r.code != exitOK || len(lines) != 3 || strings.Join(strings.Fields(lines[1]), " ") != topo.Queue+" "+topo.ParkingQueue()+" 48 0 0" ||
 		!strings.Contains(lines[2], "no queue") {
 		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+// --mgmt-url finds the parking lots with the management API, logging in as
+// --url's user; its password shows nowhere.
+func TestLotsFromTheManagementAPI(t *testing.T) {
+	topo, base := fleet(t)
+	var auth string
+	mgmt := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		auth = u + ":" + p
+		if r.URL.EscapedPath() != "/api/queues/%2F" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode([]map[string]string{{"name": topo.Queue}, {"name": topo.ParkingQueue()}})
+	}))
+	defer mgmt.Close()
+	r := cli(t, "", false, "parked", "lots", "--json", "--url", base[1], "--mgmt-url", mgmt.URL)
+	var lot lotJSON
+	if err := json.Unmarshal([]byte(r.stdout), &lot); err != nil || lot.Queue != topo.Queue || lot.Parked != 48 || auth != "guest:guest" {
+		t.Errorf("exit %d, %v, %+v, logged in as %q", r.code, err, lot, auth)
+	}
+	bad := strings.Replace(mgmt.URL, "http://", "http://ops:s3cret@", 1) + "/nowhere"
+	r = cli(t, "", false, "parked", "lots", "--url", base[1], "--mgmt-url", bad)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "404 Not Found") || strings.Contains(r.stderr, "s3cret") || auth != "ops:s3cret" {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
