@@ -347,3 +347,26 @@ func TestLotsFromTheManagementAPI(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// On quorum queues, which put back what a walk kept a moment after it ends,
+// a command that acts on some messages leaves the others for the next one.
+func TestQuorumParkingLot(t *testing.T) {
+	url := brokertest.URL(t)
+	topo := parkedtest.Quorum(t, "orders")
+	parkedtest.Park(t, topo, parkedtest.Fleet()...)
+	base := []string{"--url", url, "--queue", topo.Queue}
+	r := cli(t, "", false, cmd("parked replay", base, "--id", "m-0040")...)
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "replayed 1 of the 48") {
+		t.Fatalf("replay: exit %d, %q", r.code, r.stdout)
+	}
+	r = cli(t, "", false, cmd("parked drop --yes", base, "--group", parked.GroupID("order 1 not found"))...)
+	if r.code != exitOK || !strings.HasPrefix(r.stdout, "dropped 10 of the 47") {
+		t.Fatalf("drop: exit %d, %q", r.code, r.stdout)
+	}
+	r = cli(t, "", false, cmd("parked summary --json", base)...)
+	var s parked.Summary
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || s.Messages != 37 || len(s.Groups) != 5 {
+		t.Errorf("%v: %+v", err, s)
+	}
+	parkedtest.AwaitDepth(t, topo.Queue, 1)
+}

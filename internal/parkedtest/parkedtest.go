@@ -22,6 +22,13 @@ func Topology(t testing.TB, what string) dlxretry.Topology {
 	return declare(t, brokertest.Name(t, what))
 }
 
+// Quorum is Topology with quorum queues.
+func Quorum(t testing.TB, what string) dlxretry.Topology {
+	t.Helper()
+	return declareTopology(t, dlxretry.Topology{Queue: brokertest.Name(t, what), Delays: []time.Duration{time.Second},
+		MaxAttempts: 3, Type: dlxretry.Quorum})
+}
+
 // Named declares a topology for the work queue queue, which must not exist,
 // and deletes it when the test ends: for pictures that show plain names.
 func Named(t testing.TB, queue string) dlxretry.Topology {
@@ -34,7 +41,11 @@ func Named(t testing.TB, queue string) dlxretry.Topology {
 
 func declare(t testing.TB, queue string) dlxretry.Topology {
 	t.Helper()
-	topo := dlxretry.Topology{Queue: queue, Delays: []time.Duration{time.Second}, MaxAttempts: 3}
+	return declareTopology(t, dlxretry.Topology{Queue: queue, Delays: []time.Duration{time.Second}, MaxAttempts: 3})
+}
+
+func declareTopology(t testing.TB, topo dlxretry.Topology) dlxretry.Topology {
+	t.Helper()
 	if err := topo.Declare(context.Background(), brokertest.Channel(t)); err != nil {
 		t.Fatalf("declare %s: %v", topo.Queue, err)
 	}
