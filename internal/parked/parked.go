@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -118,12 +117,4 @@ func (l Lot) inspect(ctx context.Context, queue string) (amqp.Queue, error) {
 func notFound(err error) bool {
 	var ae *amqp.Error
 	return errors.As(err, &ae) && ae.Code == amqp.NotFound
-}
-
-// age is how long ago t was, or 0 when t is unknown.
-func age(t, now time.Time) time.Duration {
-	if t.IsZero() {
-		return 0
-	}
-	return max(0, now.Sub(t))
 }
