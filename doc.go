@@ -71,9 +71,6 @@
 // consumers still running the old schedule send their first failures into
 // the new one. Declares of two different new schedules at the same moment
 // may copy a few first failures while they race, and end with one active.
-// On RabbitMQ 4.x, when old and new replicas declare at the same moment, the
-// old schedule sometimes ends up active (one copy of each message still);
-// RetireTiers with the new schedule settles it.
 //
 // The old tiers stay until [Topology.RetireTiers] deletes them as they
 // empty. To go back to an older schedule, deploy it and call RetireTiers with

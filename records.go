@@ -151,6 +151,11 @@ func (v scheduleView) schedules() [][]time.Duration {
 // records with basic.get and put them back, so a reader that meets another
 // may see only some: the count queue, which holds one message per record
 // ever written and is never read, tells a complete read from a partial one.
+//
+// For that count to be sound, a record must never be readable before it is
+// counted, else a record written during a read could stand in for one
+// another reader holds: a record reaches both queues with one publish (the
+// count queue named in its BCC header), and a reader counts after its gets.
 type recordStore struct {
 	t  Topology
 	ch *amqp.Channel
@@ -192,13 +197,11 @@ func (s recordStore) read(ctx context.Context) (scheduleView, error) {
 }
 
 // readOnce takes every record and puts them back; complete is false when
-// fewer records came than the count queue says were written.
+// fewer records came than the count queue says, after the gets, were
+// written. Every record that came was counted by then, so as many records
+// as counted are all of them.
 func (s recordStore) readOnce(ctx context.Context) (scheduleView, bool, error) {
-	written, err := s.written()
-	if err != nil {
-		return scheduleView{}, false, err
-	}
-	v := scheduleView{written: written}
+	var v scheduleView
 	var tags []uint64
 	defer func() {
 		for _, tag := range tags {
@@ -215,7 +218,9 @@ func (s recordStore) readOnce(ctx context.Context) (scheduleView, bool, error) {
 			return v, false, fmt.Errorf("dlxretry: read %s: %w", s.t.schedulesQueue(), err)
 		}
 		if !ok {
-			return v, len(ids) >= written, nil
+			written, err := s.written()
+			v.written = written
+			return v, err == nil && len(ids) >= written, err
 		}
 		tags = append(tags, d.DeliveryTag)
 		r, id, ok := parseRecord(d.Body)
@@ -229,8 +234,8 @@ func (s recordStore) readOnce(ctx context.Context) (scheduleView, bool, error) {
 	return v, false, fmt.Errorf("dlxretry: %s holds more than %d messages", s.t.schedulesQueue(), maxRecords)
 }
 
-// write records an event of a schedule with publisher confirms, then counts
-// it. It puts ch in confirm mode.
+// write records an event of a schedule and counts it, with one publish to
+// both queues and publisher confirms. It puts ch in confirm mode.
 func (s recordStore) write(ctx context.Context, event string, delays []time.Duration, seq int64) error {
 	r := scheduleRecord{Event: event, Seq: seq, ID: strconv.FormatInt(seq, 10) + "." + randomHex(), At: time.Now().UTC()}
 	for _, d := range delays {
@@ -244,11 +249,9 @@ func (s recordStore) write(ctx context.Context, event string, delays []time.Dura
 		return fmt.Errorf("dlxretry: record schedule: confirm mode: %w", err)
 	}
 	msg := amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/json",
-		MessageId: r.ID, Timestamp: r.At, Body: body}
-	if err := s.publish(ctx, s.t.schedulesQueue(), msg); err != nil {
-		return err
-	}
-	return s.publish(ctx, s.t.scheduleCountQueue(), amqp.Publishing{DeliveryMode: amqp.Persistent, MessageId: r.ID})
+		MessageId: r.ID, Timestamp: r.At, Body: body,
+		Headers: amqp.Table{"BCC": []any{s.t.scheduleCountQueue()}}}
+	return s.publish(ctx, s.t.schedulesQueue(), msg)
 }
 
 func (s recordStore) publish(ctx context.Context, queue string, msg amqp.Publishing) error {

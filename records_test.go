@@ -1,8 +1,14 @@
 package dlxretry
 
 import (
+	"context"
 	"encoding/json"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/dlxretry/dlxretry/internal/brokertest"
 )
 
 func rec(event string, seq int64, id string, delaysMS ...int64) scheduleRecord {
@@ -78,4 +84,73 @@ func TestParseRecord(t *testing.T) {
 			t.Errorf("parseRecord(%s) = %q, %v; want %q, %v", c.body, id, ok, c.id, c.usable)
 		}
 	}
+}
+
+// A read that reports itself complete holds every record confirmed before
+// it began, while other readers hold some and a writer adds more: a record
+// written during the read never stands in for one another reader holds.
+func TestCompleteReadHoldsEveryRecord(t *testing.T) {
+	t.Parallel()
+	topo := Topology{Queue: brokertest.Name(t, "q"), Delays: []time.Duration{time.Second}}
+	store := recordStore{topo, brokertest.Channel(t)}
+	if err := store.declare(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ch := brokertest.Channel(t)
+		for _, q := range []string{topo.schedulesQueue(), topo.scheduleCountQueue()} {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Errorf("delete %s: %v", q, err)
+			}
+		}
+	})
+	ctx := context.Background()
+	var confirmed atomic.Int64 // records confirmed so far, written in seq order
+	write := func() {
+		if err := store.write(ctx, eventActivated, topo.Delays, confirmed.Load()+1); err != nil {
+			t.Error(err)
+		}
+		confirmed.Add(1)
+	}
+	write()
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 6 {
+		reader := recordStore{topo, brokertest.Channel(t)}
+		wg.Go(func() {
+			for !stop.Load() {
+				before := confirmed.Load()
+				v, complete, err := reader.readOnce(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if complete && v.missing(before) {
+					t.Errorf("a complete read of %d records (count %d) misses one of the %d confirmed before it",
+						len(v.records), v.written, before)
+				}
+			}
+		})
+	}
+	for range 40 {
+		write()
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+}
+
+// missing reports a record with a sequence number from 1 to n absent.
+func (v scheduleView) missing(n int64) bool {
+	seen := map[int64]bool{}
+	for _, r := range v.records {
+		seen[r.Seq] = true
+	}
+	for seq := int64(1); seq <= n; seq++ {
+		if !seen[seq] {
+			return true
+		}
+	}
+	return false
 }

@@ -95,15 +95,8 @@ func TestRollingDeployLeavesOneCopy(t *testing.T) {
 	t.Cleanup(func() { deleteTopology(t, updated) })
 	declareAll(t, old, updated, old, updated, old, updated, old, updated)
 
-	// Exactly one schedule's tier 1 takes first failures. Which one wins a
-	// rolling deploy is the newest on 3.10; on 4.0 and 4.3 the older one
-	// sometimes does (the records read back in another order), which
-	// still leaves one copy of each message.
-	got := firstRoutes(t, old)
-	if len(got) != 1 || (got[0] != updated.TierQueue(1) && got[0] != old.TierQueue(1)) {
-		t.Errorf("first-retry exchanges bind %q, want one of the two schedules' tier 1", got)
-	} else if got[0] != updated.TierQueue(1) {
-		t.Logf("the older schedule won the rolling deploy: %s", got[0])
+	if got, want := firstRoutes(t, old), []string{updated.TierQueue(1)}; !equal(got, want) {
+		t.Errorf("first-retry exchanges bind %q, want %q", got, want)
 	}
 	bodies := []string{"m1", "m2", "m3", "m4"}
 	rec := newRecorder(map[string]int{"m1": -1, "m2": -1, "m3": -1, "m4": -1})
