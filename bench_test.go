@@ -149,7 +149,7 @@ func BenchmarkProcessAck(b *testing.B) {
 func BenchmarkProcessAckWithHooks(b *testing.B) {
 	var n int
 	p := benchProcessor(b, func(context.Context, *Delivery) error { return nil },
-		WithHooks(Hooks{OnAck: func(AckEvent) { n++ }}))
+		WithHooks(Hooks{OnAck: func(context.Context, AckEvent) { n++ }}))
 	ack := &nopAcknowledger{}
 	msg := benchDelivery(ack, nil)
 	ctx := context.Background()

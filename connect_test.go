@@ -243,7 +243,7 @@ func TestPasswordNeverShown(t *testing.T) {
 			hooks := dlxretry.Hooks{
 				OnConnect:    func(e dlxretry.ConnectEvent) { see(fmt.Sprintf("%+v", e)) },
 				OnDisconnect: func(e dlxretry.DisconnectEvent) { see(fmt.Sprintf("%+v", e)) },
-				OnPublish:    func(e dlxretry.PublishEvent) { see(fmt.Sprintf("%+v", e)) },
+				OnPublish:    func(_ context.Context, e dlxretry.PublishEvent) { see(fmt.Sprintf("%+v", e)) },
 			}
 			opts := []dlxretry.ConnOption{dlxretry.WithLogger(logger), dlxretry.WithHooks(hooks),
 				dlxretry.WithReconnectDelay(10*time.Millisecond, 50*time.Millisecond)}

@@ -78,7 +78,7 @@ func TestRunDrainsOnCancel(t *testing.T) {
 		return nil
 	}
 	c, err := dlxretry.NewConsumer(brokertest.URL(t), topo, h, dlxretry.WithConcurrency(2), dlxretry.WithPrefetch(6),
-		dlxretry.WithHooks(dlxretry.Hooks{OnAck: func(dlxretry.AckEvent) { acked.Add(1) }}))
+		dlxretry.WithHooks(dlxretry.Hooks{OnAck: func(context.Context, dlxretry.AckEvent) { acked.Add(1) }}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestConcurrency(t *testing.T) {
 		return nil
 	}
 	run(t, topo, h, dlxretry.WithConcurrency(workers),
-		dlxretry.WithHooks(dlxretry.Hooks{OnAck: func(e dlxretry.AckEvent) { acks <- string(e.Delivery.Body) }}))
+		dlxretry.WithHooks(dlxretry.Hooks{OnAck: func(_ context.Context, e dlxretry.AckEvent) { acks <- string(e.Delivery.Body) }}))
 	publish(t, topo.Exchange, "k", "1", "2", "3", "4", "5", "6", "7", "8")
 	waitN(t, acks, 8, 10*time.Second)
 	if p := peak.Load(); p != workers {
@@ -146,14 +146,13 @@ func TestParkingFailureKeepsMessage(t *testing.T) {
 		return errTest
 	}
 	run(t, topo, h, dlxretry.WithHooks(dlxretry.Hooks{
-		OnAck: func(e dlxretry.AckEvent) { acks <- string(e.Delivery.Body) },
-		OnPark: func(e dlxretry.ParkEvent) {
+		OnAck: func(_ context.Context, e dlxretry.AckEvent) { acks <- string(e.Delivery.Body) },
+		OnRetry: func(_ context.Context, e dlxretry.RetryEvent) {
 			if e.ParkErr != nil {
 				parkErrs <- e.ParkErr
-			} else {
-				parks <- string(e.Delivery.Body)
 			}
-		}}))
+		},
+		OnPark: func(_ context.Context, e dlxretry.ParkEvent) { parks <- string(e.Delivery.Body) }}))
 	publish(t, topo.Exchange, "k", "ok")
 	waitN(t, acks, 1, 5*time.Second) // the consumer has declared and is consuming
 	if _, err := brokertest.Channel(t).QueueDelete(topo.ParkingQueue(), false, false, false); err != nil {
@@ -288,7 +287,7 @@ func TestHandlerTimeoutIsAFailure(t *testing.T) {
 	}
 	retries := make(chan error, 1)
 	hooks := r.hooks()
-	hooks.OnRetry = func(e dlxretry.RetryEvent) { retries <- e.Err }
+	hooks.OnRetry = func(ctx context.Context, e dlxretry.RetryEvent) { retries <- e.Err }
 	run(t, topo, h, dlxretry.WithHandlerTimeout(100*time.Millisecond), dlxretry.WithHooks(hooks))
 	publish(t, topo.Exchange, "k", "slow")
 	select {

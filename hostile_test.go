@@ -64,16 +64,13 @@ func (c *counter) handle(_ context.Context, d *dlxretry.Delivery) error {
 
 func (c *counter) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{
-		OnAck: func(e dlxretry.AckEvent) {
+		OnAck: func(_ context.Context, e dlxretry.AckEvent) {
 			c.mu.Lock()
 			c.acks[string(e.Delivery.Body)]++
 			c.mu.Unlock()
 			c.outcomes <- string(e.Delivery.Body)
 		},
-		OnPark: func(e dlxretry.ParkEvent) {
-			if e.ParkErr != nil {
-				return
-			}
+		OnPark: func(_ context.Context, e dlxretry.ParkEvent) {
 			c.mu.Lock()
 			c.parks[string(e.Delivery.Body)]++
 			c.parkErrs[string(e.Delivery.Body)] = e.Err.Error()
@@ -250,11 +247,11 @@ func TestHandlerCannotSettle(t *testing.T) {
 	c := newCounter(nil)
 	hooks := c.hooks()
 	onAck := hooks.OnAck
-	hooks.OnAck = func(e dlxretry.AckEvent) {
+	hooks.OnAck = func(ctx context.Context, e dlxretry.AckEvent) {
 		if err := e.Delivery.Ack(false); !errors.Is(err, dlxretry.ErrSettledByLibrary) {
 			t.Errorf("hook's ack returned %v", err)
 		}
-		onAck(e)
+		onAck(ctx, e)
 	}
 	run(t, topo, h, dlxretry.WithHooks(hooks))
 	publish(t, topo.Exchange, "k", "m", "n")

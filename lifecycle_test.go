@@ -84,9 +84,12 @@ func TestRunDoesNotWaitForHandlersOfADeadConnection(t *testing.T) {
 		dlxretry.WithConcurrency(2), dlxretry.WithShutdownTimeout(300*time.Millisecond),
 		dlxretry.WithReconnectDelay(10*time.Millisecond, 100*time.Millisecond),
 		dlxretry.WithHooks(dlxretry.Hooks{
-			OnAck:   func(e dlxretry.AckEvent) { record("ack " + string(e.Delivery.Body)); acks <- string(e.Delivery.Body) },
-			OnRetry: func(e dlxretry.RetryEvent) { record("retry " + string(e.Delivery.Body)) },
-			OnPark:  func(e dlxretry.ParkEvent) { record("park " + string(e.Delivery.Body)) },
+			OnAck: func(_ context.Context, e dlxretry.AckEvent) {
+				record("ack " + string(e.Delivery.Body))
+				acks <- string(e.Delivery.Body)
+			},
+			OnRetry: func(_ context.Context, e dlxretry.RetryEvent) { record("retry " + string(e.Delivery.Body)) },
+			OnPark:  func(_ context.Context, e dlxretry.ParkEvent) { record("park " + string(e.Delivery.Body)) },
 		}))
 	if err != nil {
 		t.Fatal(err)

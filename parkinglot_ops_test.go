@@ -179,7 +179,7 @@ func TestParkingLotReplayVisitsEachMessageOnce(t *testing.T) {
 	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
 	parks := make(chan string, 100)
 	run(t, topo, func(context.Context, *dlxretry.Delivery) error { return dlxretry.Permanent(errTest) },
-		dlxretry.WithHooks(dlxretry.Hooks{OnPark: func(e dlxretry.ParkEvent) { parks <- string(e.Delivery.Body) }}))
+		dlxretry.WithHooks(dlxretry.Hooks{OnPark: func(_ context.Context, e dlxretry.ParkEvent) { parks <- string(e.Delivery.Body) }}))
 	const n = 50
 	parkSynthetic(t, topo, n)
 

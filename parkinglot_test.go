@@ -159,12 +159,8 @@ func (r *replayRecorder) handle(_ context.Context, d *dlxretry.Delivery) error {
 
 func (r *replayRecorder) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{
-		OnAck: func(e dlxretry.AckEvent) { r.acks <- string(e.Delivery.Body) },
-		OnPark: func(e dlxretry.ParkEvent) {
-			if e.ParkErr == nil {
-				r.parks <- string(e.Delivery.Body)
-			}
-		},
+		OnAck:  func(_ context.Context, e dlxretry.AckEvent) { r.acks <- string(e.Delivery.Body) },
+		OnPark: func(_ context.Context, e dlxretry.ParkEvent) { r.parks <- string(e.Delivery.Body) },
 	}
 }
 

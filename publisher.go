@@ -106,7 +106,7 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 	start := time.Now()
 	err := p.publish(ctx, exchange, key, msg)
 	if f := p.opts.hooks.OnPublish; f != nil {
-		f(PublishEvent{Exchange: exchange, RoutingKey: key, Err: err, Duration: time.Since(start)})
+		f(ctx, PublishEvent{Exchange: exchange, RoutingKey: key, Err: err, Duration: time.Since(start)})
 	}
 	return err
 }

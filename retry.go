@@ -150,8 +150,10 @@ func newProcessor(t Topology, h Handler, opts []Option) (*processor, error) {
 
 func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
 	d := newDelivery(msg, p.topo.Queue)
-	if err := p.read(d); err != nil {
-		p.parkUnreadable(ctx, d, err)
+	unreadable := p.read(d)
+	ctx = p.delivered(ctx, d)
+	if unreadable != nil {
+		p.parkUnreadable(ctx, d, unreadable)
 		return
 	}
 	start := time.Now()
@@ -159,9 +161,22 @@ func (p *processor) process(ctx context.Context, msg amqp.Delivery) {
 	if err != nil && ctx.Err() != nil {
 		// Shutting down, or the channel died: a failure now says nothing
 		// about the message. Leave it unsettled; the broker requeues it.
+		p.release(ctx, d, fmt.Errorf("dlxretry: handler failed after its context ended: %w", err), time.Since(start))
 		return
 	}
 	p.settle(ctx, d, err, time.Since(start))
+}
+
+// delivered calls OnDelivery and returns the context the handler runs with.
+func (p *processor) delivered(ctx context.Context, d *Delivery) context.Context {
+	f := p.opts.hooks.OnDelivery
+	if f == nil {
+		return ctx
+	}
+	if hctx := f(ctx, DeliveryEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt}); hctx != nil {
+		return hctx
+	}
+	return ctx
 }
 
 // read fills in the death history and the attempt, or says why the history
@@ -263,7 +278,7 @@ func resetByDeadLettering(version string) bool {
 func (p *processor) settle(ctx context.Context, d *Delivery, err error, took time.Duration) {
 	switch decide(err, d.Attempt, p.topo.MaxAttempts) {
 	case actionAck:
-		p.ack(d, took)
+		p.ack(ctx, d, took)
 	case actionRetry:
 		p.retry(ctx, d, err, took)
 	case actionPark:
@@ -288,27 +303,48 @@ func (p *processor) nackOnce(d *Delivery, requeue bool) error {
 	return d.settleNack(requeue)
 }
 
-func (p *processor) ack(d *Delivery, took time.Duration) {
+func (p *processor) ack(ctx context.Context, d *Delivery, took time.Duration) {
 	if err := p.ackOnce(d); err != nil {
 		p.opts.logger.Warn("ack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		p.release(ctx, d, err, took)
 		return
 	}
 	if f := p.opts.hooks.OnAck; f != nil {
-		f(AckEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Duration: took})
+		f(ctx, AckEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Duration: took})
 	}
 }
 
 func (p *processor) retry(ctx context.Context, d *Delivery, cause error, took time.Duration) {
 	if !p.collides(d) || !p.retryByPublish(ctx, d) {
-		if err := p.nackOnce(d, false); err != nil {
-			p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		if !p.nack(ctx, d, took) {
 			return
 		}
 	}
+	p.reportRetry(ctx, d, cause, nil, took)
+}
+
+// nack dead-letters d into the retry path; on false it was released.
+func (p *processor) nack(ctx context.Context, d *Delivery, took time.Duration) bool {
+	if err := p.nackOnce(d, false); err != nil {
+		p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		p.release(ctx, d, err, took)
+		return false
+	}
+	return true
+}
+
+func (p *processor) reportRetry(ctx context.Context, d *Delivery, cause, perr error, took time.Duration) {
 	if f := p.opts.hooks.OnRetry; f != nil {
 		tier := p.topo.tierFor(d.Attempt)
-		f(RetryEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Tier: tier,
-			Delay: p.topo.Delays[tier-1], Err: cause, Duration: took})
+		f(ctx, RetryEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Tier: tier,
+			Delay: p.topo.Delays[tier-1], Err: cause, ParkErr: perr, Duration: took})
+	}
+}
+
+// release reports a delivery left for the broker to deliver again.
+func (p *processor) release(ctx context.Context, d *Delivery, why error, took time.Duration) {
+	if f := p.opts.hooks.OnRelease; f != nil {
+		f(ctx, ReleaseEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Err: why, Duration: took})
 	}
 }
 
@@ -357,16 +393,34 @@ func (p *processor) retryByPublish(ctx context.Context, d *Delivery) bool {
 // fails the message goes round the retry path once more and parking is tried
 // again on its next delivery: a duplicate in parking is possible, a loss is not.
 func (p *processor) parkAndAck(ctx context.Context, d *Delivery, cause error, took time.Duration) {
-	perr := p.parkOnce(ctx, d, cause)
-	if perr != nil {
+	if perr := p.parkOnce(ctx, d, cause); perr != nil {
 		p.opts.logger.Warn("parking failed; retrying instead", "queue", p.topo.Queue, "error", perr)
-		if err := p.nackOnce(d, false); err != nil {
-			p.opts.logger.Warn("nack failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
+		if p.nack(ctx, d, took) {
+			p.reportRetry(ctx, d, cause, perr, took)
 		}
-	} else if err := p.ackOnce(d); err != nil {
-		p.opts.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
+		return
 	}
-	p.reportPark(d, cause, perr, took)
+	p.ackParked(ctx, d, parkReason(cause), cause, took)
+}
+
+// ackParked acks a delivery whose parked copy the broker confirmed. If the
+// ack fails, the broker delivers it again and it is parked twice.
+func (p *processor) ackParked(ctx context.Context, d *Delivery, why ParkReason, cause error, took time.Duration) {
+	if err := p.ackOnce(d); err != nil {
+		p.opts.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
+		p.release(ctx, d, err, took)
+		return
+	}
+	if f := p.opts.hooks.OnPark; f != nil {
+		f(ctx, ParkEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Reason: why, Err: cause, Duration: took})
+	}
+}
+
+func parkReason(cause error) ParkReason {
+	if isPermanent(cause) {
+		return ParkPermanent
+	}
+	return ParkExhausted
 }
 
 func (p *processor) parkOnce(ctx context.Context, d *Delivery, cause error) error {
@@ -384,21 +438,13 @@ func (p *processor) parkUnreadable(ctx context.Context, d *Delivery, cause error
 		"message_id", d.MessageId, "error", cause)
 	perr := p.parkOnce(ctx, d, cause)
 	if perr == nil {
-		if err := p.ackOnce(d); err != nil {
-			p.opts.logger.Warn("ack after parking failed; a duplicate will be parked", "queue", p.topo.Queue, "error", err)
-		}
-	} else {
-		p.opts.logger.Warn("parking failed; requeueing after a pause", "queue", p.topo.Queue, "error", perr)
-		_ = sleep(ctx, p.opts.reconnectMax)
-		if err := p.nackOnce(d, true); err != nil {
-			p.opts.logger.Warn("requeue failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
-		}
+		p.ackParked(ctx, d, ParkUnreadable, cause, 0)
+		return
 	}
-	p.reportPark(d, cause, perr, 0)
-}
-
-func (p *processor) reportPark(d *Delivery, cause, perr error, took time.Duration) {
-	if f := p.opts.hooks.OnPark; f != nil {
-		f(ParkEvent{Delivery: d, Queue: p.topo.Queue, Attempt: d.Attempt, Err: cause, ParkErr: perr, Duration: took})
+	p.opts.logger.Warn("parking failed; requeueing after a pause", "queue", p.topo.Queue, "error", perr)
+	_ = sleep(ctx, p.opts.reconnectMax)
+	if err := p.nackOnce(d, true); err != nil {
+		p.opts.logger.Warn("requeue failed; the broker will redeliver", "queue", p.topo.Queue, "error", err)
 	}
+	p.release(ctx, d, fmt.Errorf("dlxretry: parking a message with an unreadable x-death failed: %w", perr), 0)
 }

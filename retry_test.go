@@ -100,7 +100,7 @@ func TestPanicCountsAsFailure(t *testing.T) {
 		panic("boom")
 	}
 	parks := make(chan string, 1)
-	run(t, topo, h, dlxretry.WithHooks(dlxretry.Hooks{OnPark: func(e dlxretry.ParkEvent) {
+	run(t, topo, h, dlxretry.WithHooks(dlxretry.Hooks{OnPark: func(_ context.Context, e dlxretry.ParkEvent) {
 		var pe *dlxretry.PanicError
 		if !errors.As(e.Err, &pe) {
 			t.Errorf("park cause %v is not a *PanicError", e.Err)

@@ -67,24 +67,23 @@ func (t *tracker) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{OnAck: t.onAck, OnRetry: t.onRetry, OnPark: t.onPark}
 }
 
-func (t *tracker) onAck(e dlxretry.AckEvent) {
+func (t *tracker) onAck(_ context.Context, e dlxretry.AckEvent) {
 	m := messageOf(e.Delivery)
 	fmt.Fprintf(t.out, "%-17s%s (attempt %d)\n", "ack for message", m, e.Attempt)
 	t.update(func() { t.tried[m], t.settled[m] = true, true })
 }
 
-func (t *tracker) onRetry(e dlxretry.RetryEvent) {
+func (t *tracker) onRetry(_ context.Context, e dlxretry.RetryEvent) {
 	m := messageOf(e.Delivery)
+	if e.ParkErr != nil {
+		fmt.Fprintf(t.out, "%-17s%s (%v; it goes round the retry path again)\n", "park failed", m, e.ParkErr)
+	}
 	fmt.Fprintf(t.out, "%-17s%s (attempt %d: %v; next try in %v)\n", "retry", m, e.Attempt, e.Err, e.Delay)
 	t.update(func() { t.tried[m] = true })
 }
 
-func (t *tracker) onPark(e dlxretry.ParkEvent) {
+func (t *tracker) onPark(_ context.Context, e dlxretry.ParkEvent) {
 	m := messageOf(e.Delivery)
-	if e.ParkErr != nil {
-		fmt.Fprintf(t.out, "%-17s%s (%v; it goes round the retry path again)\n", "park failed", m, e.ParkErr)
-		return
-	}
 	fmt.Fprintf(t.out, "%-17s%s (after %d attempts: %v)\n", "parked", m, e.Attempt, e.Err)
 	t.update(func() { t.tried[m], t.settled[m] = true, true })
 }

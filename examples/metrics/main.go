@@ -188,13 +188,8 @@ func load(ctx context.Context, brokerURL string, topo dlxretry.Topology, m *metr
 // withProgress adds a call of settled to the hooks that end a message's life.
 func withProgress(h dlxretry.Hooks, settled func()) dlxretry.Hooks {
 	ack, park := h.OnAck, h.OnPark
-	h.OnAck = func(e dlxretry.AckEvent) { ack(e); settled() }
-	h.OnPark = func(e dlxretry.ParkEvent) {
-		park(e)
-		if e.ParkErr == nil {
-			settled()
-		}
-	}
+	h.OnAck = func(ctx context.Context, e dlxretry.AckEvent) { ack(ctx, e); settled() }
+	h.OnPark = func(ctx context.Context, e dlxretry.ParkEvent) { park(ctx, e); settled() }
 	return h
 }
 

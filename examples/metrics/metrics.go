@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"strconv"
 
@@ -45,23 +46,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // hooks feed the collectors; give them to the Consumer and the Publisher.
 func (m *metrics) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{
-		OnAck: func(e dlxretry.AckEvent) {
+		OnAck: func(_ context.Context, e dlxretry.AckEvent) {
 			m.acks.WithLabelValues(e.Queue).Inc()
 			m.handler.WithLabelValues(e.Queue, "ack").Observe(e.Duration.Seconds())
 		},
-		OnRetry: func(e dlxretry.RetryEvent) {
+		OnRetry: func(_ context.Context, e dlxretry.RetryEvent) {
+			if e.ParkErr != nil {
+				m.parkErrors.WithLabelValues(e.Queue).Inc()
+			}
 			m.retries.WithLabelValues(e.Queue, strconv.Itoa(e.Tier)).Inc()
 			m.handler.WithLabelValues(e.Queue, "retry").Observe(e.Duration.Seconds())
 		},
-		OnPark: func(e dlxretry.ParkEvent) {
+		OnPark: func(_ context.Context, e dlxretry.ParkEvent) {
 			m.handler.WithLabelValues(e.Queue, "park").Observe(e.Duration.Seconds())
-			if e.ParkErr != nil {
-				m.parkErrors.WithLabelValues(e.Queue).Inc()
-				return
-			}
 			m.parks.WithLabelValues(e.Queue, parkReason(e.Err)).Inc()
 		},
-		OnPublish: func(e dlxretry.PublishEvent) {
+		OnPublish: func(_ context.Context, e dlxretry.PublishEvent) {
 			result := "confirmed"
 			if e.Err != nil {
 				result = "failed"

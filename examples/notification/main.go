@@ -286,23 +286,22 @@ func (t *tally) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{OnAck: t.onAck, OnRetry: t.onRetry, OnPark: t.onPark}
 }
 
-func (t *tally) onAck(e dlxretry.AckEvent) {
+func (t *tally) onAck(_ context.Context, e dlxretry.AckEvent) {
 	var sms SMS
 	_ = json.Unmarshal(e.Delivery.Body, &sms)
 	fmt.Fprintf(t.out, "sent    %s %q (attempt %d)\n", sms.To, sms.Text, e.Attempt)
 	t.count(&t.acks)
 }
 
-func (t *tally) onRetry(e dlxretry.RetryEvent) {
+func (t *tally) onRetry(_ context.Context, e dlxretry.RetryEvent) {
+	if e.ParkErr != nil {
+		fmt.Fprintf(t.out, "park failed for %s: %v\n", recipient(e.Delivery), e.ParkErr)
+	}
 	fmt.Fprintf(t.out, "retry   %s attempt %d failed: %v -> tier %d, back in %v\n", recipient(e.Delivery), e.Attempt, e.Err, e.Tier, e.Delay)
 	t.count(&t.retries)
 }
 
-func (t *tally) onPark(e dlxretry.ParkEvent) {
-	if e.ParkErr != nil {
-		fmt.Fprintf(t.out, "park failed for %s: %v\n", recipient(e.Delivery), e.ParkErr)
-		return
-	}
+func (t *tally) onPark(_ context.Context, e dlxretry.ParkEvent) {
 	why := e.Err.Error()
 	var perm *dlxretry.PermanentError
 	if errors.As(e.Err, &perm) {

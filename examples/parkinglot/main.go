@@ -98,7 +98,7 @@ func run(ctx context.Context, url, queue string, out io.Writer) (err error) {
 	defer func() { err = errors.Join(err, remove(conn, topo)) }()
 
 	svc := &service{parked: make(chan struct{}, 3)}
-	onPark := func(dlxretry.ParkEvent) { svc.parked <- struct{}{} }
+	onPark := func(context.Context, dlxretry.ParkEvent) { svc.parked <- struct{}{} }
 	consumer, err := dlxretry.NewConsumer(conn, topo, svc.handle, dlxretry.WithHooks(dlxretry.Hooks{OnPark: onPark}))
 	if err != nil {
 		return err

@@ -84,19 +84,18 @@ type tally struct {
 
 func (t *tally) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{
-		OnAck: func(e dlxretry.AckEvent) {
+		OnAck: func(_ context.Context, e dlxretry.AckEvent) {
 			fmt.Fprintf(t.out, "ack     %s (attempt %d)\n", e.Delivery.Body, e.Attempt)
 			t.count(&t.acks)
 		},
-		OnRetry: func(e dlxretry.RetryEvent) {
+		OnRetry: func(_ context.Context, e dlxretry.RetryEvent) {
+			if e.ParkErr != nil {
+				fmt.Fprintf(t.out, "park failed for %s: %v\n", e.Delivery.Body, e.ParkErr)
+			}
 			fmt.Fprintf(t.out, "retry   %s attempt %d failed: %v -> tier %d (%v)\n", e.Delivery.Body, e.Attempt, e.Err, e.Tier, e.Delay)
 			t.count(&t.retries)
 		},
-		OnPark: func(e dlxretry.ParkEvent) {
-			if e.ParkErr != nil {
-				fmt.Fprintf(t.out, "park failed for %s: %v\n", e.Delivery.Body, e.ParkErr)
-				return
-			}
+		OnPark: func(_ context.Context, e dlxretry.ParkEvent) {
 			fmt.Fprintf(t.out, "park    %s after %d attempts: %v\n", e.Delivery.Body, e.Attempt, e.Err)
 			t.count(&t.parks)
 		},

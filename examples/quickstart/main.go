@@ -316,22 +316,21 @@ func (t *tally) hooks() dlxretry.Hooks {
 	return dlxretry.Hooks{OnAck: t.onAck, OnRetry: t.onRetry, OnPark: t.onPark}
 }
 
-func (t *tally) onAck(e dlxretry.AckEvent) {
+func (t *tally) onAck(_ context.Context, e dlxretry.AckEvent) {
 	fmt.Fprintf(t.out, "ack     %s (attempt %d)\n", e.Delivery.Body, e.Attempt)
 	t.count(&t.acks)
 }
 
-func (t *tally) onRetry(e dlxretry.RetryEvent) {
+func (t *tally) onRetry(_ context.Context, e dlxretry.RetryEvent) {
+	if e.ParkErr != nil {
+		// Parking failed: it goes round the retry path and is parked later.
+		fmt.Fprintf(t.out, "park failed for %s: %v\n", e.Delivery.Body, e.ParkErr)
+	}
 	fmt.Fprintf(t.out, "retry   %s attempt %d failed: %v -> tier %d (%v)\n", e.Delivery.Body, e.Attempt, e.Err, e.Tier, e.Delay)
 	t.count(&t.retries)
 }
 
-func (t *tally) onPark(e dlxretry.ParkEvent) {
-	if e.ParkErr != nil {
-		// The library sent it round the retry path; it will be parked later.
-		fmt.Fprintf(t.out, "park failed for %s: %v\n", e.Delivery.Body, e.ParkErr)
-		return
-	}
+func (t *tally) onPark(_ context.Context, e dlxretry.ParkEvent) {
 	why := e.Err.Error()
 	var perm *dlxretry.PermanentError
 	if errors.As(e.Err, &perm) {
