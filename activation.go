@@ -3,7 +3,6 @@ package dlxretry
 import (
 	"context"
 	"fmt"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -105,13 +104,4 @@ func (a *activator) unbind(r scheduleRecord) func() error {
 		delete(a.bound, r.ID)
 		return nil
 	}
-}
-
-// schedule identifies t's schedule.
-func (t Topology) schedule() string { return delaysHash(t.Delays) }
-
-// withDelays is t with another schedule.
-func (t Topology) withDelays(delays []time.Duration) Topology {
-	t.Delays = delays
-	return t
 }

@@ -23,13 +23,13 @@ import (
 func benchDeathHeaders() amqp.Table {
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	return amqp.Table{
-		"x-death": []interface{}{
+		"x-death": []any{
 			amqp.Table{
 				"count":        int64(2),
 				"exchange":     "orders.retry.first",
 				"queue":        "orders.retry.1.1s",
 				"reason":       "expired",
-				"routing-keys": []interface{}{"order.created"},
+				"routing-keys": []any{"order.created"},
 				"time":         at.Add(time.Second),
 			},
 			amqp.Table{
@@ -37,7 +37,7 @@ func benchDeathHeaders() amqp.Table {
 				"exchange":     "shop",
 				"queue":        "orders",
 				"reason":       "rejected",
-				"routing-keys": []interface{}{"order.created"},
+				"routing-keys": []any{"order.created"},
 				"time":         at,
 			},
 		},

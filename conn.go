@@ -13,16 +13,16 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Broker says where a [Consumer], [Publisher] or [ParkingLot] connects: a
+// Broker says where a [Consumer] or [Publisher] connects: a
 // URL (amqp:// or amqps://) for a connection of its own, made with the
 // [ConnOption] values it is given, or a *[Conn] to share with others.
 type Broker interface {
 	string | *Conn
 }
 
-// Conn is one connection to RabbitMQ that Consumers, Publishers and
-// ParkingLots share: give it to [NewConsumer], [NewPublisher] and
-// [NewParkingLot] in place of a URL. Each of them works on channels of its
+// Conn is one connection to RabbitMQ that Consumers, Publishers and the
+// parking lot's tools share: give it to [NewConsumer] and [NewPublisher] in
+// place of a URL. Each of them works on channels of its
 // own, so that the broker closing one (for a publish it refuses, a consumer
 // it cancels) touches no other.
 //

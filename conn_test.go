@@ -11,6 +11,7 @@ import (
 
 	"github.com/dlxretry/dlxretry"
 	"github.com/dlxretry/dlxretry/internal/brokertest"
+	"github.com/dlxretry/dlxretry/parkinglot"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -32,7 +33,7 @@ func connections(t *testing.T, name string) int {
 	return strings.Count(out, `{"connection_name","`+name+`"}`)
 }
 
-// A Consumer, a Publisher and a ParkingLot share one connection, each on
+// A Consumer, a Publisher and a parking lot share one connection, each on
 // channels of its own: a publish the broker refuses does not touch the
 // consumer; when the connection is lost, the consumer's session ends and
 // resumes on the next connection, and the publisher publishes on it.
@@ -57,7 +58,7 @@ func TestSharedConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pub.Close() })
-	lot, err := dlxretry.NewParkingLot(conn, topo.Queue)
+	lot, err := parkinglot.New(conn, topo.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestSharedConn(t *testing.T) {
 	}
 	waitN(t, r.acks, 1, 5*time.Second)
 	waitN(t, r.parks, 1, 5*time.Second)
-	if parked, err := lot.List(ctx, dlxretry.Filter{}); err != nil || len(parked) != 1 {
+	if parked, err := lot.List(ctx, parkinglot.Filter{}); err != nil || len(parked) != 1 {
 		t.Fatalf("parking lot lists %d messages (%v), want 1", len(parked), err)
 	}
 	if n := connections(t, name); n != 1 {
@@ -118,9 +119,6 @@ func TestSharedConnRefusesConnectionOptions(t *testing.T) {
 	}
 	if _, err := dlxretry.NewPublisher(conn, dlxretry.WithConnectionName("x")); !errors.As(err, &ce) || ce.Field != "WithConnectionName" {
 		t.Errorf("NewPublisher with a Conn and WithConnectionName: %v, want a ConfigError", err)
-	}
-	if _, err := dlxretry.NewParkingLot((*dlxretry.Conn)(nil), "q"); !errors.As(err, &ce) {
-		t.Errorf("NewParkingLot with a nil Conn: %v, want a ConfigError", err)
 	}
 	if _, err := dlxretry.NewPublisher(conn, dlxretry.WithLogger(nil)); !errors.As(err, &ce) || ce.Field != "WithLogger" {
 		t.Errorf("NewPublisher with a nil logger: %v, want a ConfigError", err)

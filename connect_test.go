@@ -115,7 +115,7 @@ func returnsWithin(t *testing.T, d time.Duration, what string, f func() error) e
 }
 
 // The broker's refusals are final on the first connect: Consumer.Run,
-// Publish, a ParkingLot operation and Dial return at once with a
+// Publish and Dial return at once with a
 // *ConnectError wrapping the broker's error instead of retrying.
 func TestFirstConnectRefused(t *testing.T) {
 	t.Parallel()
@@ -139,15 +139,6 @@ func TestFirstConnectRefused(t *testing.T) {
 			}
 			defer pub.Close()
 			return pub.Publish(ctx, "", "q", amqp.Publishing{})
-		},
-		"ParkingLot.List": func(u string) error {
-			lot, err := dlxretry.NewParkingLot(u, "q", slow)
-			if err != nil {
-				return err
-			}
-			defer lot.Close()
-			_, err = lot.List(ctx, dlxretry.Filter{})
-			return err
 		},
 		"Dial": func(u string) error {
 			_, err := dlxretry.Dial(ctx, u, slow)
@@ -269,15 +260,6 @@ func TestPasswordNeverShown(t *testing.T) {
 					}
 					defer p.Close()
 					return p.Publish(ctx, "", "q", amqp.Publishing{})
-				},
-				func() error {
-					lot, err := dlxretry.NewParkingLot(u, "q", asOptions[dlxretry.ParkingLotOption](opts)...)
-					if err != nil {
-						return err
-					}
-					defer lot.Close()
-					_, err = lot.List(ctx, dlxretry.Filter{})
-					return err
 				},
 				func() error {
 					_, err := dlxretry.Dial(ctx, u, opts...)

@@ -116,3 +116,8 @@ type PanicError struct {
 }
 
 func (e *PanicError) Error() string { return fmt.Sprintf("dlxretry: handler panicked: %v", e.Value) }
+
+func isPermanent(err error) bool {
+	_, ok := errors.AsType[*PermanentError](err)
+	return ok
+}

@@ -8,8 +8,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// ErrClosed is returned by what runs on a [Conn], [Publisher] or
-// [ParkingLot] after its Close, and by waits that Close interrupted.
+// ErrClosed is returned by what runs on a [Conn] or [Publisher] after its
+// Close, and by waits that Close interrupted.
 var ErrClosed = errors.New("dlxretry: closed")
 
 // ErrConnectTimeout is wrapped by the *[ConnectError] of a first connection
@@ -59,7 +59,7 @@ func (e *ConfigError) Error() string {
 	return "dlxretry: invalid " + e.Field + ": " + e.Problem
 }
 
-func invalid(field, format string, args ...interface{}) *ConfigError {
+func invalid(field, format string, args ...any) *ConfigError {
 	return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
 

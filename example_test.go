@@ -15,13 +15,13 @@ import (
 func ExampleParseDeaths() {
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	headers := amqp.Table{
-		"x-death": []interface{}{
+		"x-death": []any{
 			amqp.Table{"queue": "orders.retry.2.10s", "reason": "expired", "count": int64(1), "time": at,
-				"exchange": "orders.retry", "routing-keys": []interface{}{"orders.tier.1"}},
+				"exchange": "orders.retry", "routing-keys": []any{"orders.tier.1"}},
 			amqp.Table{"queue": "orders.retry.1.1s", "reason": "expired", "count": int64(1), "time": at,
-				"exchange": "orders.retry", "routing-keys": []interface{}{"order.created"}},
+				"exchange": "orders.retry", "routing-keys": []any{"order.created"}},
 			amqp.Table{"queue": "orders", "reason": "rejected", "count": int64(2), "time": at,
-				"exchange": "events", "routing-keys": []interface{}{"order.created"}},
+				"exchange": "events", "routing-keys": []any{"order.created"}},
 		},
 	}
 	deaths, err := dlxretry.ParseDeaths(headers)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -17,6 +18,8 @@ const (
 	headerFixed    = 14 // class, weight, body size, property flags
 	fitMargin      = 64
 	trimmedReserve = 1 << 10 // room kept for HeaderTrimmed itself
+	// trimmedErrorLen is what is left of the error text when the copy is trimmed.
+	trimmedErrorLen = 256
 )
 
 // fitFrame trims msg's headers until its header frame fits frameSize: first
@@ -117,4 +120,17 @@ func fieldSize(v any) int {
 		return 1 + tableSize(v)
 	}
 	return 1 // void
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a rune, marking the cut.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }

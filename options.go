@@ -24,19 +24,18 @@ type PublisherOption interface {
 }
 
 // ConnOption configures a connection: given to [NewConn] or [Dial], or to
-// [NewConsumer], [NewPublisher] or [NewParkingLot] with a URL, for the
+// [NewConsumer] or [NewPublisher] with a URL, for the
 // connection each of them makes for itself. Given with a shared *[Conn]
 // instead, the options that configure the connection (all but WithLogger
 // and WithHooks) are an error: the Conn has its own.
 type ConnOption interface {
 	Option
 	PublisherOption
-	ParkingLotOption
 	applyConn(*connOptions)
 }
 
-// connOptions configure a connection, and say what a Consumer, Publisher or
-// ParkingLot reports.
+// connOptions configure a connection, and say what a Consumer or Publisher
+// reports.
 type connOptions struct {
 	logger         *slog.Logger
 	hooks          Hooks
@@ -63,18 +62,6 @@ type options struct {
 
 type publisherOptions struct {
 	connOptions
-}
-
-// ParkingLotOption configures a [ParkingLot], given to [NewParkingLot].
-// Every [ConnOption] is a ParkingLotOption too.
-type ParkingLotOption interface {
-	applyLot(*lotOptions)
-}
-
-type lotOptions struct {
-	connOptions
-	progressEvery int
-	progress      func(Report)
 }
 
 func defaultConnOptions() connOptions {
@@ -113,19 +100,6 @@ func newPublisherOptions(opts []PublisherOption) (publisherOptions, error) {
 		if opt != nil {
 			opt.applyPublisher(&o)
 		}
-	}
-	return o, o.connOptions.validate()
-}
-
-func newLotOptions(opts []ParkingLotOption) (lotOptions, error) {
-	o := lotOptions{connOptions: defaultConnOptions()}
-	for _, opt := range opts {
-		if opt != nil {
-			opt.applyLot(&o)
-		}
-	}
-	if o.progress != nil && o.progressEvery < 1 {
-		return o, invalid("WithProgress", "every must be at least 1, got %d", o.progressEvery)
 	}
 	return o, o.connOptions.validate()
 }
@@ -187,12 +161,6 @@ type consumerOption func(*options)
 
 func (f consumerOption) applyConsumer(o *options) { f(o) }
 
-// lotOption is a [ParkingLotOption] that means something to a ParkingLot
-// only.
-type lotOption func(*lotOptions)
-
-func (f lotOption) applyLot(o *lotOptions) { f(o) }
-
 // connOption is a [ConnOption]. name, when set, says it configures the
 // connection itself, which a shared Conn does not take.
 type connOption struct {
@@ -209,7 +177,6 @@ func (c connOption) applyConn(o *connOptions) {
 
 func (c connOption) applyConsumer(o *options)           { c.applyConn(&o.connOptions) }
 func (c connOption) applyPublisher(o *publisherOptions) { c.applyConn(&o.connOptions) }
-func (c connOption) applyLot(o *lotOptions)             { c.applyConn(&o.connOptions) }
 
 // WithLogger sets where the library logs: connection trouble, unreadable
 // x-death headers, failed acks. The default discards everything. Passwords
@@ -239,11 +206,11 @@ func WithConnectionName(name string) ConnOption {
 }
 
 // WithReconnectDelay sets the backoff between connection attempts: it starts
-// at min, grows exponentially with jitter, and is capped at max. A
+// at first, grows exponentially with jitter, and is capped at longest. A
 // [Consumer] waits the same way before it consumes again after a session
 // ended. The default is 100ms to 10s.
-func WithReconnectDelay(min, max time.Duration) ConnOption {
-	return connOption{name: "WithReconnectDelay", set: func(o *connOptions) { o.reconnectMin, o.reconnectMax = min, max }}
+func WithReconnectDelay(first, longest time.Duration) ConnOption {
+	return connOption{name: "WithReconnectDelay", set: func(o *connOptions) { o.reconnectMin, o.reconnectMax = first, longest }}
 }
 
 // WithConnectTimeout bounds how long the first connection may take to come
@@ -315,11 +282,4 @@ func WithHandlerTimeout(d time.Duration) Option {
 // and Run returns [ErrShutdownTimeout]. The default is 30 seconds.
 func WithShutdownTimeout(d time.Duration) Option {
 	return consumerOption(func(o *options) { o.shutdownTimeout = d })
-}
-
-// WithProgress calls f with the report so far after every every-th message a
-// [ParkingLot] operation visits, on the operation's goroutine. The default
-// reports nothing.
-func WithProgress(every int, f func(Report)) ParkingLotOption {
-	return lotOption(func(o *lotOptions) { o.progressEvery, o.progress = every, f })
 }

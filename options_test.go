@@ -21,13 +21,9 @@ func TestOptionsCheckedAtCompileTime(t *testing.T) {
 		{`dlxretry.NewPublisher(url, dlxretry.WithConcurrency(8))`, false},
 		{`dlxretry.NewPublisher(url, dlxretry.WithPrefetch(4))`, false},
 		{`dlxretry.NewPublisher(url, dlxretry.WithShutdownTimeout(time.Second))`, false},
-		{`dlxretry.NewParkingLot(url, "q", dlxretry.WithHandlerTimeout(time.Second))`, false},
 		{`dlxretry.NewConn(url, dlxretry.WithConcurrency(8))`, false},
-		{`dlxretry.NewConn(url, dlxretry.WithProgress(1, nil))`, false},
-		{`dlxretry.NewConsumer(url, topo, h, dlxretry.WithProgress(1, nil))`, false},
 		{`dlxretry.NewPublisher(url, dlxretry.WithLogger(nil), dlxretry.WithHooks(dlxretry.Hooks{}), dlxretry.WithURLs(url))`, true},
 		{`dlxretry.NewConsumer(url, topo, h, dlxretry.WithConcurrency(8), dlxretry.WithPrefetch(16), dlxretry.WithURLs(url))`, true},
-		{`dlxretry.NewParkingLot(url, "q", dlxretry.WithProgress(1, nil), dlxretry.WithConnectionName("x"))`, true},
 		{`dlxretry.NewConn(url, dlxretry.WithConnectTimeout(time.Second), dlxretry.WithReconnectDelay(1, 2))`, true},
 	}
 	for _, c := range cases {

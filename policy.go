@@ -1,12 +1,7 @@
 package dlxretry
 
 import (
-	"encoding/json"
-	"net/url"
 	"regexp"
-	"strconv"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // DefaultPolicyPriority is the priority of the policies [Topology.Policies]
@@ -46,7 +41,7 @@ type Policy struct {
 	// "dead-letter-routing-key" and "message-ttl" (an int64 of
 	// milliseconds); quorum topologies add "dead-letter-strategy" and
 	// "overflow".
-	Definition map[string]interface{} `json:"definition"`
+	Definition map[string]any `json:"definition"`
 }
 
 // Policies returns the policies that give the work queue and each tier queue
@@ -77,7 +72,7 @@ func (t Topology) Policies() ([]Policy, error) {
 	return policies, nil
 }
 
-func queuePolicy(queue string, def map[string]interface{}) Policy {
+func queuePolicy(queue string, def map[string]any) Policy {
 	return Policy{
 		Name:       "dlxretry." + queue,
 		Pattern:    "^" + regexp.QuoteMeta(queue) + "$",
@@ -85,69 +80,4 @@ func queuePolicy(queue string, def map[string]interface{}) Policy {
 		Priority:   DefaultPolicyPriority,
 		Definition: def,
 	}
-}
-
-// SetPolicyArgs is the argument list, without the program name, of the
-// rabbitmqctl command that applies p in vhost:
-//
-//	exec.CommandContext(ctx, "rabbitmqctl", p.SetPolicyArgs("/")...)
-func (p Policy) SetPolicyArgs(vhost string) []string {
-	def, _ := json.Marshal(p.Definition) // strings and integers: cannot fail
-	return []string{"set_policy", "--vhost", vhost,
-		"--priority", strconv.Itoa(p.Priority), "--apply-to", p.ApplyTo,
-		p.Name, p.Pattern, string(def)}
-}
-
-// ClearPolicyArgs is the argument list, without the program name, of the
-// rabbitmqctl command that removes p from vhost.
-func (p Policy) ClearPolicyArgs(vhost string) []string {
-	return []string{"clear_policy", "--vhost", vhost, p.Name}
-}
-
-// APIPath is the management HTTP API's path of p in vhost,
-// /api/policies/{vhost}/{name}: PUT it with p encoded as JSON to apply p,
-// DELETE it to remove p.
-func (p Policy) APIPath(vhost string) string {
-	return "/api/policies/" + url.PathEscape(vhost) + "/" + url.PathEscape(p.Name)
-}
-
-// workDefinition is the work queue's dead-lettering, in policy keys: into
-// the retry exchange, keeping the message's routing key.
-func (t Topology) workDefinition() map[string]interface{} {
-	return t.withQuorumDeadLettering(map[string]interface{}{
-		"dead-letter-exchange": t.RetryExchange(),
-	})
-}
-
-// tierDefinition is tier i's TTL and dead-lettering, in policy keys.
-func (t Topology) tierDefinition(i int) map[string]interface{} {
-	return t.withQuorumDeadLettering(map[string]interface{}{
-		"message-ttl":             t.Delays[i-1].Milliseconds(),
-		"dead-letter-exchange":    t.RequeueExchange(),
-		"dead-letter-routing-key": t.TierKey(i),
-	})
-}
-
-// withQuorumDeadLettering adds at-least-once dead-lettering for quorum
-// queues; it needs overflow reject-publish, or it silently falls back to
-// at-most-once.
-func (t Topology) withQuorumDeadLettering(def map[string]interface{}) map[string]interface{} {
-	if t.Type == Quorum {
-		def["dead-letter-strategy"] = "at-least-once"
-		def["overflow"] = "reject-publish"
-	}
-	return def
-}
-
-// deadLetterArgs turns a definition into queue arguments ("x-" and the
-// policy key), or into none when policies carry it.
-func (t Topology) deadLetterArgs(def map[string]interface{}) amqp.Table {
-	args := amqp.Table{}
-	if t.DeadLetterByPolicy {
-		return args
-	}
-	for k, v := range def {
-		args["x-"+k] = v
-	}
-	return args
 }

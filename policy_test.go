@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,17 +26,17 @@ func TestPolicies(t *testing.T) {
 	topo := dlxretry.Topology{Queue: "orders", Delays: delaysMS(1000, 60000), MaxAttempts: 5}
 	classic := []dlxretry.Policy{
 		{Name: "dlxretry.orders", Pattern: `^orders$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
-			Definition: map[string]interface{}{"dead-letter-exchange": "orders.retry"}},
+			Definition: map[string]any{"dead-letter-exchange": "orders.retry"}},
 		{Name: "dlxretry.orders.retry.1.1s.e9865ce3", Pattern: `^orders\.retry\.1\.1s\.e9865ce3$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
-			Definition: map[string]interface{}{"message-ttl": int64(1000),
+			Definition: map[string]any{"message-ttl": int64(1000),
 				"dead-letter-exchange": "orders.requeue", "dead-letter-routing-key": "orders.tier.1.e9865ce3"}},
 		{Name: "dlxretry.orders.retry.2.1m0s.2bff3c73", Pattern: `^orders\.retry\.2\.1m0s\.2bff3c73$`, ApplyTo: "queues", Priority: dlxretry.DefaultPolicyPriority,
-			Definition: map[string]interface{}{"message-ttl": int64(60000),
+			Definition: map[string]any{"message-ttl": int64(60000),
 				"dead-letter-exchange": "orders.requeue", "dead-letter-routing-key": "orders.tier.2.2bff3c73"}},
 	}
 	quorum := make([]dlxretry.Policy, len(classic))
 	for i, p := range classic {
-		def := map[string]interface{}{"dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}
+		def := map[string]any{"dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}
 		for k, v := range p.Definition {
 			def[k] = v
 		}
@@ -76,12 +77,13 @@ func ExampleTopology_Policies() {
 		return
 	}
 	for _, p := range policies {
-		fmt.Println("rabbitmqctl", strings.Join(p.SetPolicyArgs("/"), " "))
+		def, _ := json.Marshal(p.Definition)
+		fmt.Println(p.Name, p.Pattern, p.Priority, string(def))
 	}
 	// Output:
-	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders ^orders$ {"dead-letter-exchange":"orders.retry"}
-	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders.retry.1.1s.e9865ce3 ^orders\.retry\.1\.1s\.e9865ce3$ {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1.e9865ce3","message-ttl":1000}
-	// rabbitmqctl set_policy --vhost / --priority 100 --apply-to queues dlxretry.orders.retry.2.1m0s.2bff3c73 ^orders\.retry\.2\.1m0s\.2bff3c73$ {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.2.2bff3c73","message-ttl":60000}
+	// dlxretry.orders ^orders$ 100 {"dead-letter-exchange":"orders.retry"}
+	// dlxretry.orders.retry.1.1s.e9865ce3 ^orders\.retry\.1\.1s\.e9865ce3$ 100 {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1.e9865ce3","message-ttl":1000}
+	// dlxretry.orders.retry.2.1m0s.2bff3c73 ^orders\.retry\.2\.1m0s\.2bff3c73$ 100 {"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.2.2bff3c73","message-ttl":60000}
 }
 
 func TestPoliciesOfInvalidTopology(t *testing.T) {
@@ -114,7 +116,7 @@ func TestPolicyPatternMatchesOnlyItsQueue(t *testing.T) {
 	}
 }
 
-func TestPolicyCommands(t *testing.T) {
+func TestPolicyJSON(t *testing.T) {
 	topo := dlxretry.Topology{Queue: "orders", Delays: delaysMS(1000), MaxAttempts: 5}
 	policies, err := topo.Policies()
 	if err != nil {
@@ -122,24 +124,6 @@ func TestPolicyCommands(t *testing.T) {
 	}
 	p := policies[1]
 	p.Priority = 7
-	set := []string{"set_policy", "--vhost", "/", "--priority", "7", "--apply-to", "queues",
-		"dlxretry.orders.retry.1.1s.63f03d3c", `^orders\.retry\.1\.1s\.63f03d3c$`,
-		`{"dead-letter-exchange":"orders.requeue","dead-letter-routing-key":"orders.tier.1.63f03d3c","message-ttl":1000}`}
-	if got := p.SetPolicyArgs("/"); !reflect.DeepEqual(got, set) {
-		t.Errorf("SetPolicyArgs =\n%q\nwant\n%q", got, set)
-	}
-	clear := []string{"clear_policy", "--vhost", "staging", "dlxretry.orders.retry.1.1s.63f03d3c"}
-	if got := p.ClearPolicyArgs("staging"); !reflect.DeepEqual(got, clear) {
-		t.Errorf("ClearPolicyArgs = %q, want %q", got, clear)
-	}
-	for vhost, want := range map[string]string{
-		"/":          "/api/policies/%2F/dlxretry.orders.retry.1.1s.63f03d3c",
-		"my vhost/2": "/api/policies/my%20vhost%2F2/dlxretry.orders.retry.1.1s.63f03d3c",
-	} {
-		if got := p.APIPath(vhost); got != want {
-			t.Errorf("APIPath(%q) = %q, want %q", vhost, got, want)
-		}
-	}
 	body, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
@@ -304,13 +288,13 @@ func applyPolicies(t *testing.T, topo dlxretry.Topology) {
 	}
 	t.Cleanup(func() {
 		eachPolicy(policies, func(p dlxretry.Policy) {
-			if out, err := rabbitmqctl(p.ClearPolicyArgs(vhost)...); err != nil && !strings.Contains(out, "does not exist") {
+			if out, err := rabbitmqctl("clear_policy", "--vhost", vhost, p.Name); err != nil && !strings.Contains(out, "does not exist") {
 				t.Errorf("clear policy %s: %v\n%s", p.Name, err, out)
 			}
 		})
 	})
 	eachPolicy(policies, func(p dlxretry.Policy) {
-		if out, err := rabbitmqctl(p.SetPolicyArgs(vhost)...); err != nil {
+		if out, err := rabbitmqctl(setPolicyArgs(p, vhost)...); err != nil {
 			t.Errorf("set policy %s: %v\n%s", p.Name, err, out)
 		}
 	})
@@ -397,4 +381,11 @@ func rabbitmqctl(args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// setPolicyArgs is the rabbitmqctl argument list that applies p in vhost.
+func setPolicyArgs(p dlxretry.Policy, vhost string) []string {
+	def, _ := json.Marshal(p.Definition)
+	return []string{"set_policy", "--vhost", vhost, "--priority", strconv.Itoa(p.Priority),
+		"--apply-to", p.ApplyTo, p.Name, p.Pattern, string(def)}
 }

@@ -161,9 +161,6 @@ type recordStore struct {
 	ch *amqp.Channel
 }
 
-func (t Topology) schedulesQueue() string     { return t.Queue + ".retry.schedules" }
-func (t Topology) scheduleCountQueue() string { return t.Queue + ".retry.schedules.count" }
-
 // declare declares the records queue and the count queue.
 func (s recordStore) declare() error {
 	for _, q := range []string{s.t.schedulesQueue(), s.t.scheduleCountQueue()} {

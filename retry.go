@@ -10,6 +10,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dlxretry/dlxretry/internal/wire"
 )
 
 // ErrRedeliveryLimit is the failure recorded, without running the handler,
@@ -27,11 +29,6 @@ const (
 
 func (a action) String() string {
 	return [...]string{"ack", "retry", "park"}[a]
-}
-
-func isPermanent(err error) bool {
-	_, ok := errors.AsType[*PermanentError](err)
-	return ok
 }
 
 // decide is the whole retry policy: what to do with a delivery whose handler
@@ -201,7 +198,7 @@ func (p *processor) attempt(d *Delivery) int {
 		return 1
 	}
 	n := int(d.Deaths.Rejections(p.topo.Queue)) + 1
-	if v, ok := exactInt(d.Headers[HeaderUncountedFailure]); ok && v == 1 {
+	if v, ok := wire.ExactInt(d.Headers[HeaderUncountedFailure]); ok && v == 1 {
 		n++
 	}
 	return n
@@ -255,7 +252,7 @@ func (p *processor) crashLooping(d *Delivery) bool {
 	if p.topo.Type != Quorum || !d.Redelivered {
 		return false
 	}
-	n, ok := exactInt(d.Headers["x-delivery-count"])
+	n, ok := wire.ExactInt(d.Headers["x-delivery-count"])
 	if !ok {
 		return false
 	}
@@ -370,7 +367,7 @@ func (p *processor) collides(d *Delivery) bool {
 // On false the caller nacks instead: the message may then skip tiers, but is
 // not lost.
 func (p *processor) retryByPublish(ctx context.Context, d *Delivery) bool {
-	h := cloneHeaders(d.Headers, 3)
+	h := wire.Clone(d.Headers, 3)
 	delete(h, headerXDeath)
 	h[HeaderUncountedFailure] = int64(1)
 	h[HeaderOriginalExchange] = d.OriginalExchange()
@@ -378,7 +375,7 @@ func (p *processor) retryByPublish(ctx context.Context, d *Delivery) bool {
 	if !p.fence.intact() {
 		return false
 	}
-	err := p.park.cc.publish(ctx, p.topo.FirstRetryExchange(), d.RoutingKey, publishingOf(d.Delivery, h))
+	err := p.park.cc.publish(ctx, p.topo.FirstRetryExchange(), d.RoutingKey, wire.Publishing(d.Delivery, h))
 	if err == nil {
 		err = p.ackOnce(d)
 	}

@@ -238,7 +238,7 @@ func assertParkedHeaders(t *testing.T, d amqp.Delivery, topo dlxretry.Topology, 
 	h := d.Headers
 	checks := []struct {
 		name      string
-		got, want interface{}
+		got, want any
 	}{
 		{dlxretry.HeaderQueue, h[dlxretry.HeaderQueue], topo.Queue},
 		{dlxretry.HeaderError, h[dlxretry.HeaderError], errTest.Error()},

@@ -1,7 +1,6 @@
 package dlxretry
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
@@ -124,8 +123,14 @@ func (t Topology) Tiers() int { return len(t.Delays) }
 // TierQueue names tier i (1-based): Queue.retry.<i>.<delay>.<rest>, where
 // rest is [Topology.TierKey]'s hash of the delays from tier i to the last.
 // The name fixes every argument of the queue, so a changed schedule declares
-// new queues rather than clashing with the old ones.
+// new queues rather than clashing with the old ones. Like [Topology.Delay],
+// it takes i below 1 as 1 and above Tiers as the last tier; it is "" when
+// there are no Delays.
 func (t Topology) TierQueue(i int) string {
+	if len(t.Delays) == 0 {
+		return ""
+	}
+	i = t.clampTier(i)
 	return t.Queue + ".retry." + strconv.Itoa(i) + "." + t.Delays[i-1].String() + "." + t.restHash(i)
 }
 
@@ -134,10 +139,17 @@ func (t Topology) TierQueue(i int) string {
 // key of a retry. rest, eight hex digits, hashes the delays from tier i to
 // the last, which decide where the message goes next: a key names one path
 // whatever schedules were declared before, so a changed schedule never
-// routes a retry into two tiers.
+// routes a retry into two tiers. It takes i as [Topology.TierQueue] does.
 func (t Topology) TierKey(i int) string {
+	if len(t.Delays) == 0 {
+		return ""
+	}
+	i = t.clampTier(i)
 	return t.Queue + ".tier." + strconv.Itoa(i) + "." + t.restHash(i)
 }
+
+// clampTier brings a tier number into 1..Tiers.
+func (t Topology) clampTier(i int) int { return min(max(i, 1), len(t.Delays)) }
 
 // restHash identifies the rest of the schedule from tier i on.
 func (t Topology) restHash(i int) string { return delaysHash(t.Delays[i-1:]) }
@@ -245,142 +257,6 @@ func (t Topology) ownExchange(name string) bool {
 	return false
 }
 
-// Declare declares every exchange, queue and binding of the topology on ch,
-// exchanges first so that no queue dead-letters into a missing exchange. It is
-// idempotent: run it again after every reconnect. If something exists with
-// other arguments it returns a *[DeclareError] naming it and the argument,
-// and the broker closes ch. ctx is checked between declarations.
-//
-// Declare records the schedule (Delays) in the broker the first time it is
-// declared, with a confirmed publish that puts ch in confirm mode (a
-// listener registered with NotifyPublish on ch sees that confirmation), and
-// reads the records with basic.get on ch, returning them with basic.nack. The
-// newest schedule recorded is the active one: Declare declares its tiers,
-// binds its tier 1 to the first-retry exchange and unbinds the tier 1 of
-// every other schedule, so that every first failure enters one tier. A
-// schedule declared before stays inactive when declared again: a consumer
-// with an older schedule, still running during a rolling deploy, retries
-// its messages on the newest one. See [Topology.RetireTiers] for going back
-// to an older schedule and for removing old tiers.
-func (t Topology) Declare(ctx context.Context, ch *amqp.Channel) error {
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	if err := runSteps(ctx, t.baseSteps(ch)); err != nil {
-		return err
-	}
-	return t.declareSchedule(ctx, ch, false)
-}
-
-func runSteps(ctx context.Context, steps []func() error) error {
-	for _, step := range steps {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := step(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// baseSteps declares what does not depend on the schedule: the exchanges,
-// the parking queue and the schedule records' queues.
-func (t Topology) baseSteps(ch *amqp.Channel) []func() error {
-	steps := []func() error{
-		t.exchange(ch, t.firstSlot(1), amqp.ExchangeFanout, nil),
-		t.exchange(ch, t.firstSlot(0), amqp.ExchangeFanout, amqp.Table{"alternate-exchange": t.firstSlot(1)}),
-		t.exchange(ch, t.FirstRetryExchange(), amqp.ExchangeFanout, nil),
-		t.exchangeBind(ch, t.firstSlot(0), t.FirstRetryExchange()),
-		t.exchange(ch, t.RetryExchange(), amqp.ExchangeDirect, amqp.Table{"alternate-exchange": t.FirstRetryExchange()}),
-		t.exchange(ch, t.RequeueExchange(), amqp.ExchangeDirect, nil),
-		t.exchange(ch, t.ParkingExchange(), amqp.ExchangeFanout, nil),
-	}
-	if t.Exchange != "" {
-		steps = append(steps, t.exchange(ch, t.Exchange, t.exchangeKind(), nil))
-	}
-	return append(steps,
-		t.queue(ch, t.ParkingQueue(), t.plainArgs()),
-		t.bind(ch, t.ParkingQueue(), "", t.ParkingExchange()),
-		recordStore{t, ch}.declare,
-	)
-}
-
-// pathSteps declares t's tier queues, the work queue and the bindings of
-// the retry path, except the first-retry exchange's.
-func (t Topology) pathSteps(ch *amqp.Channel) []func() error {
-	var steps []func() error
-	for i := 1; i <= t.Tiers(); i++ {
-		steps = append(steps, t.queue(ch, t.TierQueue(i), t.tierArgs(i)))
-	}
-	steps = append(steps, t.queue(ch, t.Queue, t.workArgs()))
-	for i := 1; i <= t.Tiers(); i++ {
-		next := min(i+1, t.Tiers())
-		steps = append(steps,
-			t.bind(ch, t.TierQueue(next), t.TierKey(i), t.RetryExchange()),
-			t.bind(ch, t.Queue, t.TierKey(i), t.RequeueExchange()),
-		)
-	}
-	return steps
-}
-
-// userBindingSteps binds the work queue to the owned exchange and to
-// Bindings.
-func (t Topology) userBindingSteps(ch *amqp.Channel) []func() error {
-	var steps []func() error
-	for _, key := range t.bindingKeys() {
-		steps = append(steps, t.bind(ch, t.Queue, key, t.Exchange))
-	}
-	for _, b := range t.Bindings {
-		steps = append(steps, t.bind(ch, t.Queue, b.Key, b.Exchange))
-	}
-	return steps
-}
-
-func (t Topology) exchange(ch *amqp.Channel, name, kind string, args amqp.Table) func() error {
-	return func() error {
-		return declareError("exchange", name, ch.ExchangeDeclare(name, kind, true, false, false, false, args))
-	}
-}
-
-func (t Topology) queue(ch *amqp.Channel, name string, args amqp.Table) func() error {
-	return func() error {
-		_, err := ch.QueueDeclare(name, true, false, false, false, args)
-		return declareError("queue", name, err)
-	}
-}
-
-func (t Topology) bind(ch *amqp.Channel, queue, key, exchange string) func() error {
-	return func() error {
-		err := ch.QueueBind(queue, key, exchange, false, nil)
-		return declareError("binding", queue+" to "+exchange+" with key "+strconv.Quote(key), err)
-	}
-}
-
-// exchangeBind binds exchange dest to the fanout exchange source.
-func (t Topology) exchangeBind(ch *amqp.Channel, dest, source string) func() error {
-	return func() error {
-		return declareError("binding", dest+" to "+source, ch.ExchangeBind(dest, "", source, false, nil))
-	}
-}
-
-func (t Topology) exchangeKind() string {
-	if t.ExchangeKind == "" {
-		return amqp.ExchangeTopic
-	}
-	return t.ExchangeKind
-}
-
-func (t Topology) bindingKeys() []string {
-	if t.Exchange == "" {
-		return nil
-	}
-	if len(t.BindingKeys) == 0 {
-		return []string{"#"}
-	}
-	return t.BindingKeys
-}
-
 // workArgs: the work queue dead-letters into the retry exchange keeping the
 // message's routing key (no x-dead-letter-routing-key), so a first failure
 // falls through to the alternate exchange and later ones follow tier keys.
@@ -411,58 +287,56 @@ func (t Topology) plainArgs() amqp.Table {
 	return amqp.Table{"x-queue-type": string(Quorum), "x-delivery-limit": neverDeliveryLimit}
 }
 
-// Delete deletes every queue and exchange the topology declares, messages
-// and all, including the work queue, the parking queue, an owned Exchange,
-// the tier queues of every schedule recorded for Queue (not only Delays')
-// and the schedule records. Entities that do not exist are skipped. Use it
-// in tests and migrations.
-func (t Topology) Delete(ctx context.Context, ch *amqp.Channel) error {
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	store := recordStore{t, ch}
-	if err := store.declare(); err != nil {
-		return err
-	}
-	v, err := store.read(ctx)
-	if err != nil {
-		return err
-	}
-	queues := append(t.allTierQueues(v), t.Queue, t.ParkingQueue(), t.schedulesQueue(), t.scheduleCountQueue())
-	for _, q := range queues {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			return declareError("queue", q, err)
-		}
-	}
-	exchanges := []string{t.RetryExchange(), t.FirstRetryExchange(), t.firstSlot(0), t.firstSlot(1),
-		t.RequeueExchange(), t.ParkingExchange()}
-	if t.Exchange != "" {
-		exchanges = append(exchanges, t.Exchange)
-	}
-	for _, x := range exchanges {
-		if err := ch.ExchangeDelete(x, false, false); err != nil {
-			return declareError("exchange", x, err)
-		}
-	}
-	return nil
+// workDefinition is the work queue's dead-lettering, in policy keys: into
+// the retry exchange, keeping the message's routing key.
+func (t Topology) workDefinition() map[string]any {
+	return t.withQuorumDeadLettering(map[string]any{
+		"dead-letter-exchange": t.RetryExchange(),
+	})
 }
 
-// allTierQueues names the tier queues of t and of every recorded schedule,
-// each once.
-func (t Topology) allTierQueues(v scheduleView) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, delays := range append([][]time.Duration{t.Delays}, v.schedules()...) {
-		s := t.withDelays(delays)
-		for i := 1; i <= s.Tiers(); i++ {
-			if q := s.TierQueue(i); !seen[q] {
-				seen[q] = true
-				out = append(out, q)
-			}
-		}
+// tierDefinition is tier i's TTL and dead-lettering, in policy keys.
+func (t Topology) tierDefinition(i int) map[string]any {
+	return t.withQuorumDeadLettering(map[string]any{
+		"message-ttl":             t.Delays[i-1].Milliseconds(),
+		"dead-letter-exchange":    t.RequeueExchange(),
+		"dead-letter-routing-key": t.TierKey(i),
+	})
+}
+
+// withQuorumDeadLettering adds at-least-once dead-lettering for quorum
+// queues; it needs overflow reject-publish, or it silently falls back to
+// at-most-once.
+func (t Topology) withQuorumDeadLettering(def map[string]any) map[string]any {
+	if t.Type == Quorum {
+		def["dead-letter-strategy"] = "at-least-once"
+		def["overflow"] = "reject-publish"
 	}
-	return out
+	return def
+}
+
+// deadLetterArgs turns a definition into queue arguments ("x-" and the
+// policy key), or into none when policies carry it.
+func (t Topology) deadLetterArgs(def map[string]any) amqp.Table {
+	args := amqp.Table{}
+	if t.DeadLetterByPolicy {
+		return args
+	}
+	for k, v := range def {
+		args["x-"+k] = v
+	}
+	return args
+}
+
+func (t Topology) schedulesQueue() string { return t.Queue + ".retry.schedules" }
+
+func (t Topology) scheduleCountQueue() string { return t.Queue + ".retry.schedules.count" }
+
+// schedule identifies t's schedule.
+func (t Topology) schedule() string { return delaysHash(t.Delays) }
+
+// withDelays is t with another schedule.
+func (t Topology) withDelays(delays []time.Duration) Topology {
+	t.Delays = delays
+	return t
 }

@@ -3,10 +3,11 @@ package dlxretry
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/dlxretry/dlxretry/internal/wire"
 )
 
 // Reasons the broker gives in an x-death entry.
@@ -52,7 +53,7 @@ func ParseDeaths(headers amqp.Table) (Deaths, error) {
 	if !ok || raw == nil {
 		return nil, nil
 	}
-	list, ok := raw.([]interface{})
+	list, ok := raw.([]any)
 	if !ok {
 		return nil, fmt.Errorf("dlxretry: x-death is a %T, not an array", raw)
 	}
@@ -72,26 +73,26 @@ func ParseDeaths(headers amqp.Table) (Deaths, error) {
 	return deaths, nil
 }
 
-func parseDeath(item interface{}) (Death, bool) {
+func parseDeath(item any) (Death, bool) {
 	t, ok := asTable(item)
 	if !ok {
 		return Death{}, false
 	}
 	d := Death{
-		Queue:              asString(t[xdeathQueue]),
-		Reason:             asString(t[xdeathReason]),
-		Exchange:           asString(t[xdeathExchange]),
-		OriginalExpiration: asString(t[xdeathOrigExpir]),
+		Queue:              wire.String(t[xdeathQueue]),
+		Reason:             wire.String(t[xdeathReason]),
+		Exchange:           wire.String(t[xdeathExchange]),
+		OriginalExpiration: wire.String(t[xdeathOrigExpir]),
 		Time:               asTime(t[xdeathTime]),
 	}
 	if d.Queue == "" || d.Reason == "" {
 		return Death{}, false
 	}
-	d.Count, _ = asInt64(t[xdeathCount])
-	if keys, ok := t[xdeathKeys].([]interface{}); ok {
+	d.Count, _ = wire.Int64(t[xdeathCount])
+	if keys, ok := t[xdeathKeys].([]any); ok {
 		d.RoutingKeys = make([]string, 0, len(keys))
 		for _, k := range keys {
-			if s := asString(k); s != "" {
+			if s := wire.String(k); s != "" {
 				d.RoutingKeys = append(d.RoutingKeys, s)
 			}
 		}
@@ -130,70 +131,24 @@ func (ds Deaths) OriginalRoutingKey(queue string) (string, bool) {
 	return d.RoutingKeys[0], true
 }
 
-func asTable(v interface{}) (amqp.Table, bool) {
+func asTable(v any) (amqp.Table, bool) {
 	switch t := v.(type) {
 	case amqp.Table:
 		return t, true
-	case map[string]interface{}:
+	case map[string]any:
 		return amqp.Table(t), true
 	}
 	return nil, false
 }
 
-func asString(v interface{}) string {
-	switch s := v.(type) {
-	case string:
-		return s
-	case []byte:
-		return string(s)
-	}
-	return ""
-}
-
-func asTime(v interface{}) time.Time {
+func asTime(v any) time.Time {
 	if t, ok := v.(time.Time); ok {
 		return t
 	}
-	if n, ok := asInt64(v); ok {
+	if n, ok := wire.Int64(v); ok {
 		return time.Unix(n, 0)
 	}
 	return time.Time{}
-}
-
-// asInt64 accepts every integer width the AMQP table codec can produce, and
-// floats that hold a whole number.
-func asInt64(v interface{}) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case int32:
-		return int64(n), true
-	case int16:
-		return int64(n), true
-	case int8:
-		return int64(n), true
-	case int:
-		return int64(n), true
-	case uint8:
-		return int64(n), true
-	case uint16:
-		return int64(n), true
-	case uint32:
-		return int64(n), true
-	case uint64:
-		if n > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(n), true
-	case float64:
-		if n != math.Trunc(n) || math.Abs(n) > 1<<62 {
-			return 0, false
-		}
-		return int64(n), true
-	case float32:
-		return asInt64(float64(n))
-	}
-	return 0, false
 }
 
 // ErrUnreadableHistory is the failure recorded, without running the handler,
@@ -257,7 +212,7 @@ func checkDeath(item any, queue string, maxAttempts int) (q, reason string, err 
 	if q == queue && reason == ReasonRejected {
 		limit = int64(maxAttempts) + rejectionSlack
 	}
-	count, ok := exactInt(t[xdeathCount])
+	count, ok := wire.ExactInt(t[xdeathCount])
 	if !ok || count < 1 || count > limit {
 		return "", "", fmt.Errorf("count %v (%T) is not an integer between 1 and %d", t[xdeathCount], t[xdeathCount], limit)
 	}
@@ -290,13 +245,4 @@ func checkDeathFields(t amqp.Table) error {
 		}
 	}
 	return nil
-}
-
-// exactInt accepts the integer types of the AMQP table codec, never a float.
-func exactInt(v any) (int64, bool) {
-	switch v.(type) {
-	case float32, float64:
-		return 0, false
-	}
-	return asInt64(v)
 }

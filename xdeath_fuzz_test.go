@@ -47,27 +47,27 @@ func wireSeedHeaders() []amqp.Table {
 	at := time.Unix(1700000000, 0)
 	rejected := amqp.Table{
 		"queue": "orders", "reason": "rejected", "count": int64(2), "time": at,
-		"exchange": "events", "routing-keys": []interface{}{"order.created", "audit"},
+		"exchange": "events", "routing-keys": []any{"order.created", "audit"},
 	}
 	expired := amqp.Table{
 		"queue": "orders.retry.1.1s", "reason": "expired", "count": int64(2), "time": at,
-		"exchange": "orders.retry.first", "routing-keys": []interface{}{"order.created"},
+		"exchange": "orders.retry.first", "routing-keys": []any{"order.created"},
 		"original-expiration": "1000",
 	}
 	return []amqp.Table{
 		{},
 		{"x-death": nil},
 		{"x-death": "not an array"},
-		{"x-death": []interface{}{rejected, expired}, "x-first-death-queue": "orders"},
-		{"x-death": []interface{}{
+		{"x-death": []any{rejected, expired}, "x-first-death-queue": "orders"},
+		{"x-death": []any{
 			amqp.Table{"queue": "q", "reason": "rejected", "count": int8(-1)},
 			amqp.Table{"queue": "q", "count": uint32(7)},
 			"junk",
 			amqp.Table{"queue": []byte("q"), "reason": "maxlen", "count": 3.5, "time": int32(5)},
 		}},
-		{"x-death": []interface{}{amqp.Table{
+		{"x-death": []any{amqp.Table{
 			"queue": "q", "reason": "rejected", "count": uint16(3),
-			"routing-keys": []interface{}{int16(1), "k", nil, amqp.Decimal{Scale: 1, Value: 5}},
+			"routing-keys": []any{int16(1), "k", nil, amqp.Decimal{Scale: 1, Value: 5}},
 		}}, "x-delivery-count": int64(4)},
 	}
 }
@@ -99,7 +99,7 @@ func checkDeathsInvariants(t *testing.T, headers amqp.Table) {
 	t.Helper()
 	deaths, err := dlxretry.ParseDeaths(headers)
 	raw := headers["x-death"]
-	list, isList := raw.([]interface{})
+	list, isList := raw.([]any)
 	switch {
 	case raw == nil:
 		if deaths != nil || err != nil {
@@ -135,7 +135,7 @@ func checkDeathsInvariants(t *testing.T, headers amqp.Table) {
 // checkEntriesKept checks that every well-formed entry is read: a table with
 // a non-empty string queue and reason can be found, with its int64 count and
 // its string routing keys, and that entries that are not tables are skipped.
-func checkEntriesKept(t *testing.T, list []interface{}, deaths dlxretry.Deaths) {
+func checkEntriesKept(t *testing.T, list []any, deaths dlxretry.Deaths) {
 	t.Helper()
 	seen := map[[2]string]bool{}
 	tables := 0
@@ -168,17 +168,17 @@ func checkEntriesKept(t *testing.T, list []interface{}, deaths dlxretry.Deaths) 
 	}
 }
 
-func wireTable(v interface{}) (amqp.Table, bool) {
+func wireTable(v any) (amqp.Table, bool) {
 	switch t := v.(type) {
 	case amqp.Table:
 		return t, true
-	case map[string]interface{}:
+	case map[string]any:
 		return t, true
 	}
 	return nil, false
 }
 
-func stringOrBytes(v interface{}) (string, bool) {
+func stringOrBytes(v any) (string, bool) {
 	switch s := v.(type) {
 	case string:
 		return s, true
@@ -211,8 +211,8 @@ func checkQueueHelpers(t *testing.T, deaths dlxretry.Deaths, queue string) {
 	}
 }
 
-func allStrings(v interface{}) ([]string, bool) {
-	list, ok := v.([]interface{})
+func allStrings(v any) ([]string, bool) {
+	list, ok := v.([]any)
 	if !ok {
 		return nil, false
 	}
@@ -430,12 +430,12 @@ func (r *wireReader) table() (amqp.Table, error) {
 	return t, nil
 }
 
-func (r *wireReader) array() ([]interface{}, error) {
+func (r *wireReader) array() ([]any, error) {
 	sub, err := r.sized()
 	if err != nil {
 		return nil, err
 	}
-	var list []interface{}
+	var list []any
 	for len(sub.buf) > 0 {
 		v, err := sub.field()
 		if err != nil {
@@ -454,7 +454,7 @@ func (r *wireReader) bytes() ([]byte, error) {
 	return r.take(n)
 }
 
-func (r *wireReader) field() (interface{}, error) {
+func (r *wireReader) field() (any, error) {
 	typ, err := r.num(1)
 	if err != nil {
 		return nil, err
@@ -483,7 +483,7 @@ func (r *wireReader) field() (interface{}, error) {
 	return r.number(byte(typ))
 }
 
-func (r *wireReader) number(typ byte) (interface{}, error) {
+func (r *wireReader) number(typ byte) (any, error) {
 	size := map[byte]int{'t': 1, 'b': 1, 'B': 1, 's': 2, 'u': 2, 'I': 4, 'i': 4, 'f': 4, 'l': 8, 'd': 8, 'T': 8}[typ]
 	if size == 0 {
 		return nil, fmt.Errorf("%w: unknown field type %q", errWire, typ)
@@ -519,7 +519,7 @@ func (r *wireReader) number(typ byte) (interface{}, error) {
 
 // encodeWireTable encodes t as a field table, names in sorted order so that
 // the encoding is deterministic. It takes the Go types decodeWireTable
-// returns, plus int (as 'l') and map[string]interface{} (as 'F').
+// returns, plus int (as 'l') and map[string]any (as 'F').
 func encodeWireTable(t amqp.Table) ([]byte, error) {
 	var w bytes.Buffer
 	err := writeWireTable(&w, t)
@@ -555,9 +555,9 @@ func writeWireSized(w *bytes.Buffer, b []byte) error {
 	return nil
 }
 
-func writeWireField(w *bytes.Buffer, v interface{}) error {
+func writeWireField(w *bytes.Buffer, v any) error {
 	switch v := v.(type) {
-	case []interface{}:
+	case []any:
 		var body bytes.Buffer
 		for i, x := range v {
 			if err := writeWireField(&body, x); err != nil {
@@ -569,7 +569,7 @@ func writeWireField(w *bytes.Buffer, v interface{}) error {
 	case amqp.Table:
 		w.WriteByte('F')
 		return writeWireTable(w, v)
-	case map[string]interface{}:
+	case map[string]any:
 		w.WriteByte('F')
 		return writeWireTable(w, v)
 	case string:
@@ -590,7 +590,7 @@ func writeWireField(w *bytes.Buffer, v interface{}) error {
 	return writeWireNumber(w, v)
 }
 
-func writeWireNumber(w *bytes.Buffer, v interface{}) error {
+func writeWireNumber(w *bytes.Buffer, v any) error {
 	var typ byte
 	var n uint64
 	var size int
@@ -759,8 +759,8 @@ func capturePublish(t *testing.T, ch *amqp.Channel, exchange, expireQueue string
 	}
 }
 
-func stringsToArray(s []string) []interface{} {
-	out := make([]interface{}, len(s))
+func stringsToArray(s []string) []any {
+	out := make([]any, len(s))
 	for i, v := range s {
 		out[i] = v
 	}

@@ -13,17 +13,17 @@ import (
 
 // xdeathEntry is an x-death entry as amqp091-go decodes the broker's: the
 // queue "orders" rejected it count times.
-func xdeathEntry(count interface{}) amqp.Table {
+func xdeathEntry(count any) amqp.Table {
 	return amqp.Table{
 		"queue":        "orders",
 		"reason":       "rejected",
 		"count":        count,
 		"exchange":     "events",
-		"routing-keys": []interface{}{"order.created"},
+		"routing-keys": []any{"order.created"},
 	}
 }
 
-func xdeathHeaders(entries ...interface{}) amqp.Table {
+func xdeathHeaders(entries ...any) amqp.Table {
 	return amqp.Table{"x-death": entries}
 }
 
@@ -37,7 +37,7 @@ func TestParseDeaths(t *testing.T) {
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	full := amqp.Table{
 		"queue": "orders.retry.1.1s", "reason": "expired", "count": int64(3), "time": at,
-		"exchange": "orders.retry.first", "routing-keys": []interface{}{"order.created", "audit"},
+		"exchange": "orders.retry.first", "routing-keys": []any{"order.created", "audit"},
 		"original-expiration": "1000",
 	}
 	fullDeath := dlxretry.Death{Queue: "orders.retry.1.1s", Reason: "expired", Count: 3, Time: at,
@@ -61,13 +61,13 @@ func TestParseDeaths(t *testing.T) {
 		{name: "one full entry", headers: xdeathHeaders(full), want: dlxretry.Deaths{fullDeath}},
 		{name: "order kept", headers: xdeathHeaders(full, xdeathEntry(int64(2))),
 			want: dlxretry.Deaths{fullDeath, rejectedOrders(2)}},
-		{name: "map entry", headers: xdeathHeaders(map[string]interface{}(xdeathEntry(int64(2)))),
+		{name: "map entry", headers: xdeathHeaders(map[string]any(xdeathEntry(int64(2)))),
 			want: dlxretry.Deaths{rejectedOrders(2)}},
 		{name: "byte-array queue and reason",
 			headers: xdeathHeaders(amqp.Table{"queue": []byte("orders"), "reason": []byte("rejected"), "count": int64(1)}),
 			want:    dlxretry.Deaths{{Queue: "orders", Reason: "rejected", Count: 1}}},
 		{name: "entries that are not tables",
-			headers: xdeathHeaders("orders", int64(1), nil, xdeathEntry(int64(1)), []interface{}{xdeathEntry(int64(1))}),
+			headers: xdeathHeaders("orders", int64(1), nil, xdeathEntry(int64(1)), []any{xdeathEntry(int64(1))}),
 			want:    dlxretry.Deaths{rejectedOrders(1)}, wantErr: []string{"x-death", "4 of 5 entries"}},
 		{name: "entries missing queue or reason",
 			headers: xdeathHeaders(
@@ -86,7 +86,7 @@ func TestParseDeaths(t *testing.T) {
 			want: dlxretry.Deaths{{Queue: "orders", Reason: "rejected"}}},
 		{name: "routing keys that are not strings are dropped",
 			headers: xdeathHeaders(amqp.Table{"queue": "orders", "reason": "rejected", "count": int64(1),
-				"routing-keys": []interface{}{int64(7), "order.created", nil, amqp.Table{}, "cc.key", true}}),
+				"routing-keys": []any{int64(7), "order.created", nil, amqp.Table{}, "cc.key", true}}),
 			want: dlxretry.Deaths{{Queue: "orders", Reason: "rejected", Count: 1, RoutingKeys: []string{"order.created", "cc.key"}}}},
 		{name: "negative count kept",
 			headers: xdeathHeaders(xdeathEntry(int64(-2))),
@@ -142,7 +142,7 @@ func sameDeaths(a, b dlxretry.Deaths) bool {
 // an int64; a float only when it is a whole number. Otherwise it is 0.
 func TestParseDeathsCountWidths(t *testing.T) {
 	tests := []struct {
-		count interface{}
+		count any
 		want  int64
 	}{
 		{int8(5), 5}, {int8(-5), -5}, {int8(math.MaxInt8), math.MaxInt8},
@@ -175,7 +175,7 @@ func TestParseDeathsCountWidths(t *testing.T) {
 func TestParseDeathsTime(t *testing.T) {
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
-		time interface{}
+		time any
 		want time.Time
 	}{
 		{at, at},
@@ -288,13 +288,13 @@ func TestXDeathOriginalRoutingKey(t *testing.T) {
 // entries in the broker's order, where the {orders, rejected} one is not first.
 func TestXDeathFromBrokerHeader(t *testing.T) {
 	at := time.Unix(1714564800, 0)
-	headers := amqp.Table{"x-death": []interface{}{
+	headers := amqp.Table{"x-death": []any{
 		amqp.Table{"count": int64(2), "exchange": "orders.retry", "queue": "orders.retry.2.2s",
-			"reason": "expired", "routing-keys": []interface{}{"orders.tier.1"}, "time": at},
+			"reason": "expired", "routing-keys": []any{"orders.tier.1"}, "time": at},
 		amqp.Table{"count": int64(1), "exchange": "orders.retry", "queue": "orders.retry.1.1s",
-			"reason": "expired", "routing-keys": []interface{}{"order.created"}, "time": at},
+			"reason": "expired", "routing-keys": []any{"order.created"}, "time": at},
 		amqp.Table{"count": int64(3), "exchange": "events", "queue": "orders",
-			"reason": "rejected", "routing-keys": []interface{}{"order.created"}, "time": at},
+			"reason": "rejected", "routing-keys": []any{"order.created"}, "time": at},
 	}, "x-first-death-queue": "orders", "x-first-death-reason": "rejected", "x-first-death-exchange": "events"}
 	deaths, err := dlxretry.ParseDeaths(headers)
 	if err != nil || len(deaths) != 3 {

@@ -84,7 +84,7 @@ Acting on more than ` + fmt.Sprint(askAbove) + ` messages asks for confirmation 
 }
 
 func drop(ctx context.Context, o *options, l parked.Lot, s parked.Selection) (parked.Report, error) {
-	if o.out == "" || s.Filter.DryRun {
+	if o.out == "" || s.DryRun {
 		return l.Drop(ctx, s, nil)
 	}
 	f, err := os.OpenFile(o.out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -159,19 +159,19 @@ func runAct(ctx context.Context, o *options, e *env, op operation) error {
 	defer p.done()
 	s := o.sel
 	if o.dryRun {
-		s.Filter.DryRun = true
+		s.DryRun = true
 		l := p.lot(conn, queue, "")
 		rep, err := op.do(ctx, o, l, s)
 		p.done()
 		return finish(e, o, op, l, rep, err)
 	}
-	if !o.yes && (s.Filter.Limit == 0 || s.Filter.Limit > askAbove) {
+	if !o.yes && (s.Limit == 0 || s.Limit > askAbove) {
 		n, err := confirm(ctx, o, e, op, p, p.lot(conn, queue, ""), s)
 		p.done()
 		if err != nil || n == 0 {
 			return err
 		}
-		s.Filter.Limit = n // never more than was confirmed
+		s.Limit = n // never more than was confirmed
 	}
 	l := p.lot(conn, queue, op.past)
 	rep, err := op.do(ctx, o, l, s)
@@ -185,7 +185,7 @@ var errDeclined = errors.New("not confirmed; nothing was changed")
 // confirm counts the messages s selects with a dry run and, when there are
 // more than askAbove, asks whether to go on. It returns the count.
 func confirm(ctx context.Context, o *options, e *env, op operation, p *progress, l parked.Lot, s parked.Selection) (int, error) {
-	s.Filter.DryRun = true
+	s.DryRun = true
 	rep, err := op.do(ctx, o, l, s)
 	p.done()
 	if err != nil {

@@ -178,7 +178,7 @@ func (o *options) selectFlags(fs *flag.FlagSet) {
 	fs.Var(durationFlag{&f.OlderThan}, "older-than", "only messages parked at least `DURATION` ago (90m, 36h, 7d)")
 	fs.Var(durationFlag{&f.NewerThan}, "newer-than", "only messages parked less than `DURATION` ago")
 	fs.Var(headerFlag{&f.Headers}, "header", "only messages with header `KEY=VALUE` (repeatable)")
-	fs.IntVar(&f.Limit, "limit", 0, "stop after `N` matching messages (0: no limit)")
+	fs.IntVar(&o.sel.Limit, "limit", 0, "stop after `N` matching messages (0: no limit)")
 }
 
 func (o *options) jsonFlag(fs *flag.FlagSet, what string) {

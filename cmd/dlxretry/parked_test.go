@@ -18,6 +18,7 @@ import (
 	"github.com/dlxretry/dlxretry/internal/brokertest"
 	"github.com/dlxretry/dlxretry/internal/parked"
 	"github.com/dlxretry/dlxretry/internal/parkedtest"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 // fleet parks parkedtest.Fleet's 48 messages and returns the URL and the
@@ -196,7 +197,7 @@ func TestReplayByIDStripsHistory(t *testing.T) {
 		t.Fatalf("get: %v %v", ok, err)
 	}
 	h := d.Headers
-	if d.MessageId != "m-0007" || h["x-death"] != nil || h[dlxretry.HeaderReplays] != int64(1) || h[dlxretry.HeaderError] != nil ||
+	if d.MessageId != "m-0007" || h["x-death"] != nil || h[parkinglot.HeaderReplays] != int64(1) || h[dlxretry.HeaderError] != nil ||
 		h[dlxretry.HeaderOriginalRoutingKey] != "order.created" {
 		t.Errorf("replayed copy %s: %v", d.MessageId, h)
 	}

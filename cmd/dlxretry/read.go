@@ -284,7 +284,7 @@ func missingIDs(ids []string, found []parked.Message, queue string) error {
 
 // filterFlags names the flag of each Filter field.
 var filterFlags = map[string]string{
-	"Filter.Limit": "--limit", "Filter.OlderThan": "--older-than", "Filter.NewerThan": "--newer-than",
+	"Limit": "--limit", "Filter.OlderThan": "--older-than", "Filter.NewerThan": "--newer-than",
 }
 
 // checkSelection reports a selection the flags cannot make work, in terms

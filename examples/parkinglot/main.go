@@ -1,4 +1,4 @@
-// Parkinglot uses [dlxretry.ParkingLot] from a program: it parks three
+// Parkinglot uses [parkinglot.Lot] from a program: it parks three
 // messages, lists them, replays the ones that failed with a timeout once
 // the cause is gone (after a dry run that counts them) and drops the
 // malformed one, saving it as a JSON line first.
@@ -44,6 +44,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dlxretry/dlxretry"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 func main() {
@@ -75,7 +76,7 @@ func (s *service) handle(_ context.Context, d *dlxretry.Delivery) error {
 	case !s.healthy.Load():
 		return errors.New("upstream timeout")
 	}
-	replays, _ := d.Headers[dlxretry.HeaderReplays].(int64)
+	replays, _ := d.Headers[parkinglot.HeaderReplays].(int64)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.handled = append(s.handled, fmt.Sprintf("handled %s at attempt %d, replayed %d time", d.MessageId, d.Attempt, replays))
@@ -118,7 +119,7 @@ func run(ctx context.Context, url, queue string, out io.Writer) (err error) {
 			return ctx.Err()
 		}
 	}
-	lot, err := dlxretry.NewParkingLot(conn, queue)
+	lot, err := parkinglot.New(conn, queue)
 	if err != nil {
 		return err
 	}
@@ -126,25 +127,24 @@ func run(ctx context.Context, url, queue string, out io.Writer) (err error) {
 }
 
 // operate is what an operator does with the parking lot.
-func operate(ctx context.Context, lot *dlxretry.ParkingLot, svc *service, out io.Writer) error {
-	parked, err := lot.List(ctx, dlxretry.Filter{})
+func operate(ctx context.Context, lot *parkinglot.Lot, svc *service, out io.Writer) error {
+	parked, err := lot.List(ctx, parkinglot.Filter{})
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(parked, func(a, b dlxretry.ParkedMessage) int { return strings.Compare(a.MessageID, b.MessageID) })
+	slices.SortFunc(parked, func(a, b parkinglot.Message) int { return strings.Compare(a.MessageID, b.MessageID) })
 	for _, m := range parked {
 		fmt.Fprintf(out, "parked %s after %d %s: %s%s\n", m.MessageID, m.Attempts, plural(m.Attempts, "attempt"), m.Error,
 			map[bool]string{true: " (permanent)"}[m.Permanent])
 	}
-	timeouts := dlxretry.Filter{ErrorContains: "timeout", DryRun: true}
-	rep, err := lot.Replay(ctx, timeouts)
+	timeouts := parkinglot.Filter{ErrorContains: "timeout"}
+	rep, err := lot.Replay(ctx, timeouts, parkinglot.DryRun())
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "dry run: would replay %d of %d parked messages\n", rep.Matched, rep.Total)
 
 	svc.healthy.Store(true) // the upstream is back
-	timeouts.DryRun = false
 	if rep, err = lot.Replay(ctx, timeouts); err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func operate(ctx context.Context, lot *dlxretry.ParkingLot, svc *service, out io
 	}
 
 	var saved bytes.Buffer // a file, in a real tool: dlxretry parked restore reads it back
-	if rep, err = lot.Drop(ctx, dlxretry.Filter{ErrorContains: "malformed"}, &saved); err != nil {
+	if rep, err = lot.Drop(ctx, parkinglot.Filter{ErrorContains: "malformed"}, &saved); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "dropped %d parked message, saved as %d JSON line\n", rep.Acted, bytes.Count(saved.Bytes(), []byte("\n")))

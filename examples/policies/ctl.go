@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +24,11 @@ import (
 // to the management HTTP API.
 func printPolicies(out io.Writer, policies []dlxretry.Policy, vhost string) {
 	for _, p := range policies {
-		fmt.Fprintln(out, shellCommand("rabbitmqctl", p.SetPolicyArgs(vhost)))
+		fmt.Fprintln(out, shellCommand("rabbitmqctl", setPolicyArgs(p, vhost)))
 	}
 	for _, p := range policies {
 		body, _ := json.Marshal(p)
-		fmt.Fprintf(out, "or PUT %s %s\n", p.APIPath(vhost), body)
+		fmt.Fprintf(out, "or PUT %s %s\n", apiPath(p, vhost), body)
 	}
 }
 
@@ -34,7 +36,7 @@ func printPolicies(out io.Writer, policies []dlxretry.Policy, vhost string) {
 func printClearCommands(out io.Writer, policies []dlxretry.Policy, vhost string) {
 	fmt.Fprintln(out, "the policies stay; to remove them:")
 	for _, p := range policies {
-		fmt.Fprintln(out, " ", shellCommand("rabbitmqctl", p.ClearPolicyArgs(vhost)))
+		fmt.Fprintln(out, " ", shellCommand("rabbitmqctl", clearPolicyArgs(p, vhost)))
 	}
 }
 
@@ -52,7 +54,7 @@ func cannotUseRabbitmqctl(uri amqp.URI) string {
 }
 
 func applyPolicies(ctx context.Context, policies []dlxretry.Policy, vhost string, out io.Writer) error {
-	err := forEach(policies, func(p dlxretry.Policy) error { return rabbitmqctl(ctx, p.SetPolicyArgs(vhost)...) })
+	err := forEach(policies, func(p dlxretry.Policy) error { return rabbitmqctl(ctx, setPolicyArgs(p, vhost)...) })
 	if err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func clearPolicies(policies []dlxretry.Policy, vhost string, out io.Writer) erro
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := forEach(policies, func(p dlxretry.Policy) error {
-		err := rabbitmqctl(ctx, p.ClearPolicyArgs(vhost)...)
+		err := rabbitmqctl(ctx, clearPolicyArgs(p, vhost)...)
 		if err != nil && strings.Contains(err.Error(), "does not exist") {
 			return nil
 		}
@@ -164,4 +166,25 @@ func ctlCommand() []string {
 		return words
 	}
 	return []string{"rabbitmqctl"}
+}
+
+// setPolicyArgs is the argument list, without the program name, of the
+// rabbitmqctl command that applies p in vhost.
+func setPolicyArgs(p dlxretry.Policy, vhost string) []string {
+	def, _ := json.Marshal(p.Definition) // strings and integers: cannot fail
+	return []string{"set_policy", "--vhost", vhost,
+		"--priority", strconv.Itoa(p.Priority), "--apply-to", p.ApplyTo,
+		p.Name, p.Pattern, string(def)}
+}
+
+// clearPolicyArgs is the argument list of the rabbitmqctl command that
+// removes p from vhost.
+func clearPolicyArgs(p dlxretry.Policy, vhost string) []string {
+	return []string{"clear_policy", "--vhost", vhost, p.Name}
+}
+
+// apiPath is the management HTTP API's path of p in vhost: PUT it with p
+// encoded as JSON to apply p, DELETE it to remove p.
+func apiPath(p dlxretry.Policy, vhost string) string {
+	return "/api/policies/" + url.PathEscape(vhost) + "/" + url.PathEscape(p.Name)
 }

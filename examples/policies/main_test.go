@@ -48,7 +48,7 @@ func TestPolicies(t *testing.T) {
 	}
 	listed := listPolicies(t)
 	for i, p := range policies {
-		if !strings.Contains(out.String(), shellCommand("rabbitmqctl", p.SetPolicyArgs("/"))+"\n") {
+		if !strings.Contains(out.String(), shellCommand("rabbitmqctl", setPolicyArgs(p, "/"))+"\n") {
 			t.Errorf("output lacks the command that sets %s", p.Name)
 		}
 		queue := topo.Queue
@@ -122,7 +122,7 @@ func cleanUp(t *testing.T, topo dlxretry.Topology) []dlxretry.Policy {
 			if !strings.Contains(listed, p.Name+"\t") {
 				continue
 			}
-			if out, err := exec.Command(ctlCommand()[0], append(ctlCommand()[1:], p.ClearPolicyArgs("/")...)...).CombinedOutput(); err != nil {
+			if out, err := exec.Command(ctlCommand()[0], append(ctlCommand()[1:], clearPolicyArgs(p, "/")...)...).CombinedOutput(); err != nil {
 				t.Errorf("clear policy %s: %v\n%s", p.Name, err, out)
 			}
 		}

@@ -25,7 +25,7 @@ type target struct {
 }
 
 func (t target) selection(limit int) parked.Selection {
-	s := parked.Selection{Group: t.GroupID, Filter: parked.Filter{Limit: limit}}
+	s := parked.Selection{Group: t.GroupID, Limit: limit}
 	if t.ID != "" {
 		s.IDs = []string{t.ID}
 	}
@@ -80,7 +80,7 @@ func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sel := t.selection(0)
-	sel.Filter.DryRun = true
+	sel.DryRun = true
 	rep, err := pl.Drop(r.Context(), sel, nil)
 	release()
 	if err != nil {

@@ -123,7 +123,7 @@ func printable(b []byte) bool {
 }
 
 // MarshalMessage is m as JSON for people and scripts: the fields of
-// [dlxretry.ParkedMessage], with the body as JSON when it is JSON, as a
+// [parkinglot.Message], with the body as JSON when it is JSON, as a
 // string when it is text, and in base64 otherwise, as body_encoding says
 // ("json", "text" or "base64"), and the parsed death history as deaths.
 // [Restore] reads it back, as it reads what Drop writes.

@@ -4,10 +4,9 @@
 // through them, summarises them by error, replays, drops and moves them,
 // and restores what a drop saved.
 //
-// It is the only package of the command that uses the parking-lot API of
-// package dlxretry ([dlxretry.ParkingLot], [dlxretry.Filter],
-// [dlxretry.ParkedMessage] and the header constants); the rest of the
-// command uses the aliases below.
+// It is the only package of the command that uses package parkinglot
+// ([parkinglot.Lot], [parkinglot.Filter], [parkinglot.Message]) and the
+// header constants; the rest of the command uses the aliases below.
 package parked
 
 import (
@@ -18,14 +17,16 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dlxretry/dlxretry"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 // Aliases for the parking-lot API, so that its users need only this package.
 type (
-	Message = dlxretry.ParkedMessage
-	Filter  = dlxretry.Filter
-	Report  = dlxretry.Report
-	Death   = dlxretry.Death
+	Message     = parkinglot.Message
+	Filter      = parkinglot.Filter
+	Report      = parkinglot.Report
+	Death       = dlxretry.Death
+	ConfigError = dlxretry.ConfigError
 )
 
 // Deaths parses m's x-death header, most recent first.
@@ -36,7 +37,7 @@ var errStop = errors.New("parked: stop")
 
 // Lot is the parking lot of one work queue, reached through Conn. It is plain
 // data: its zero Progress reports nothing. Operations on one parking queue
-// must not overlap (see [dlxretry.ParkingLot]): a second one running at the
+// must not overlap (see [parkinglot.Lot]): a second one running at the
 // same time does not see the messages the first holds.
 type Lot struct {
 	Conn  *dlxretry.Conn
@@ -53,13 +54,12 @@ func (l Lot) ParkingQueue() string { return dlxretry.Topology{Queue: l.Queue}.Pa
 // ParkingExchange is the exchange parking publishes to.
 func (l Lot) ParkingExchange() string { return dlxretry.Topology{Queue: l.Queue}.ParkingExchange() }
 
-// parkingLot makes the library's ParkingLot for one operation.
-func (l Lot) parkingLot() (*dlxretry.ParkingLot, error) {
-	var opts []dlxretry.ParkingLotOption
-	if l.Progress != nil {
-		opts = append(opts, dlxretry.WithProgress(l.every(), l.Progress))
+// lot is the library's Lot for one operation on what s selects.
+func (l Lot) lot(s Selection) (*parkinglot.Lot, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
 	}
-	return dlxretry.NewParkingLot(l.Conn, l.Queue, opts...)
+	return parkinglot.New(l.Conn, l.Queue)
 }
 
 func (l Lot) every() int {

@@ -9,6 +9,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dlxretry/dlxretry"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 func TestNormalize(t *testing.T) {
@@ -75,7 +76,7 @@ func parkedMessage(body, contentType string) Message {
 			"exchange": "shop", "routing-keys": []any{"order.created"}}},
 		"x-tenant": "acme", "x-shard": int32(4),
 	}
-	return message(amqp.Delivery{MessageId: "m-1", ContentType: contentType, RoutingKey: "order.created",
+	return parkinglot.NewMessage(amqp.Delivery{MessageId: "m-1", ContentType: contentType, RoutingKey: "order.created",
 		Headers: h, Body: []byte(body)}, at.Add(time.Hour))
 }
 

@@ -7,38 +7,14 @@ import (
 )
 
 // Each calls fn with every parked message s selects, in queue order, and
-// puts them all back (see [dlxretry.ParkingLot.Each]). It keeps one message
+// puts them all back (see [parkinglot.Lot.Each]). It keeps one message
 // in memory at a time. An error from fn stops the walk and is returned.
 func (l Lot) Each(ctx context.Context, s Selection, fn func(Message) error) (Report, error) {
-	if err := s.Validate(); err != nil {
-		return Report{}, err
-	}
-	lot, err := l.parkingLot()
+	lot, err := l.lot(s)
 	if err != nil {
 		return Report{}, err
 	}
-	defer lot.Close()
-	f := s.Filter
-	f.Limit = 0 // counted here, among the messages s selects
-	matched := 0
-	rep, err := lot.Each(ctx, f, func(m Message) error {
-		if !s.Match(m) {
-			return nil
-		}
-		matched++
-		if err := fn(m); err != nil {
-			return err
-		}
-		if s.Filter.Limit > 0 && matched >= s.Filter.Limit {
-			return errStop
-		}
-		return nil
-	})
-	rep.Matched = matched
-	if errors.Is(err, errStop) {
-		err = nil
-	}
-	return rep, err
+	return lot.Each(ctx, s.filter(), fn, s.options(l)...)
 }
 
 // Page returns up to n of the messages s selects, after skipping offset of

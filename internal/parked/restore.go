@@ -25,7 +25,7 @@ type RestoreReport struct {
 }
 
 // Restore publishes the messages in r back to their parking lots: r holds
-// JSON lines as [dlxretry.ParkingLot.Drop] writes them (or as
+// JSON lines as [parkinglot.Lot.Drop] writes them (or as
 // [MarshalMessage] does). Each goes to the parking exchange of queue or,
 // when queue is "", of the work queue its line names, with the routing key
 // it was parked with, its headers, body and the properties the line keeps

@@ -1,31 +1,57 @@
 package parked
 
-import "slices"
+import "github.com/dlxretry/dlxretry/parkinglot"
 
 // Selection selects parked messages: those its Filter selects that also
 // have one of IDs as their MessageId, when IDs is not empty, and whose
 // error falls in the group Group (a [GroupID]), when Group is not empty.
-// Filter.Limit and Filter.DryRun say how much to act on.
+// Limit (0: none) and DryRun say how much to act on.
 type Selection struct {
 	Filter Filter
 	IDs    []string
 	Group  string
+	Limit  int
+	DryRun bool
 }
 
 // Match tells whether s selects m.
-func (s Selection) Match(m Message) bool {
-	switch {
-	case !s.Filter.Match(m),
-		len(s.IDs) > 0 && !slices.Contains(s.IDs, m.MessageID),
-		s.Group != "" && GroupID(m.Error) != s.Group:
-		return false
+func (s Selection) Match(m Message) bool { return s.filter().Match(m) }
+
+// filter is s as the library's Filter.
+func (s Selection) filter() Filter {
+	f := s.Filter
+	if len(s.IDs) > 0 {
+		f.MessageIDs = s.IDs
 	}
-	return true
+	if s.Group != "" {
+		where := f.Where
+		f.Where = func(m Message) bool { return GroupID(m.Error) == s.Group && (where == nil || where(m)) }
+	}
+	return f
 }
 
-// plain tells whether s says no more than its Filter, so that the
-// library's own operations can run it.
-func (s Selection) plain() bool { return len(s.IDs) == 0 && s.Group == "" }
+// options are the operation options s and l say.
+func (s Selection) options(l Lot) []parkinglot.Option {
+	var opts []parkinglot.Option
+	if s.Limit > 0 {
+		opts = append(opts, parkinglot.Limit(s.Limit))
+	}
+	if s.DryRun {
+		opts = append(opts, parkinglot.DryRun())
+	}
+	if l.Progress != nil {
+		opts = append(opts, parkinglot.Progress(l.every(), l.Progress))
+	}
+	return opts
+}
 
 // Validate reports what makes s unusable.
-func (s Selection) Validate() error { return s.Filter.Validate() }
+func (s Selection) Validate() error {
+	if err := s.Filter.Validate(); err != nil {
+		return err
+	}
+	if s.Limit < 0 {
+		return &ConfigError{Field: "Limit", Problem: "must not be negative"}
+	}
+	return nil
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/dlxretry/dlxretry/internal/brokertest"
 	"github.com/dlxretry/dlxretry/internal/parked"
 	"github.com/dlxretry/dlxretry/internal/parkedtest"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 // binary is the dlxretry command, built once for the tests.
@@ -93,7 +94,7 @@ func TestConsoleReplaysAGroup(t *testing.T) {
 
 	handled := svc.await(t, 6)
 	for id, d := range handled {
-		if d.Attempt != 1 || d.Headers[dlxretry.HeaderReplays] != int64(1) || d.Headers["x-death"] != nil {
+		if d.Attempt != 1 || d.Headers[parkinglot.HeaderReplays] != int64(1) || d.Headers["x-death"] != nil {
 			t.Errorf("%s handled at attempt %d with headers %v", id, d.Attempt, d.Headers)
 		}
 	}

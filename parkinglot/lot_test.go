@@ -1,4 +1,4 @@
-package dlxretry_test
+package parkinglot_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/dlxretry/dlxretry"
 	"github.com/dlxretry/dlxretry/internal/brokertest"
+	"github.com/dlxretry/dlxretry/parkinglot"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -58,8 +59,8 @@ func parkSynthetic(t *testing.T, topo dlxretry.Topology, n int) {
 
 func syntheticHeaders(topo dlxretry.Topology, errText string, at time.Time) amqp.Table {
 	return amqp.Table{
-		"x-death": []interface{}{amqp.Table{"queue": topo.Queue, "reason": "rejected", "count": int64(3),
-			"exchange": topo.Exchange, "routing-keys": []interface{}{"order.created"}}},
+		"x-death": []any{amqp.Table{"queue": topo.Queue, "reason": "rejected", "count": int64(3),
+			"exchange": topo.Exchange, "routing-keys": []any{"order.created"}}},
 		"x-first-death-queue":             topo.Queue,
 		"x-first-death-reason":            "rejected",
 		dlxretry.HeaderQueue:              topo.Queue,
@@ -72,25 +73,25 @@ func syntheticHeaders(topo dlxretry.Topology, errText string, at time.Time) amqp
 	}
 }
 
-func newLot(t *testing.T, topo dlxretry.Topology, opts ...dlxretry.ParkingLotOption) *dlxretry.ParkingLot {
+func newLot(t *testing.T, topo dlxretry.Topology) *parkinglot.Lot {
 	t.Helper()
-	lot, err := dlxretry.NewParkingLot(newConn(t), topo.Queue, opts...)
+	lot, err := parkinglot.New(newConn(t), topo.Queue)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return lot
 }
 
-func list(t *testing.T, lot *dlxretry.ParkingLot, f dlxretry.Filter) []string {
+func list(t *testing.T, lot *parkinglot.Lot, f parkinglot.Filter, opts ...parkinglot.Option) []string {
 	t.Helper()
-	msgs, err := lot.List(context.Background(), f)
+	msgs, err := lot.List(context.Background(), f, opts...)
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
 	return bodiesOf(msgs)
 }
 
-func bodiesOf(msgs []dlxretry.ParkedMessage) []string {
+func bodiesOf(msgs []parkinglot.Message) []string {
 	out := make([]string, len(msgs))
 	for i, m := range msgs {
 		out[i] = string(m.Body)
@@ -109,7 +110,7 @@ func synthetic(n int, keep func(i int) bool) []string {
 	return out
 }
 
-func checkReport(t *testing.T, op string, got, want dlxretry.Report) {
+func checkReport(t *testing.T, op string, got, want parkinglot.Report) {
 	t.Helper()
 	if got != want {
 		t.Errorf("%s report %+v, want %+v", op, got, want)
@@ -138,7 +139,7 @@ type replayRecorder struct {
 
 type handled struct {
 	attempt int
-	replays interface{}
+	replays any
 	origKey string
 }
 
@@ -149,12 +150,19 @@ func newReplayRecorder() *replayRecorder {
 func (r *replayRecorder) handle(_ context.Context, d *dlxretry.Delivery) error {
 	r.mu.Lock()
 	r.seen[string(d.Body)] = append(r.seen[string(d.Body)],
-		handled{d.Attempt, d.Headers[dlxretry.HeaderReplays], d.OriginalRoutingKey()})
+		handled{d.Attempt, d.Headers[parkinglot.HeaderReplays], d.OriginalRoutingKey()})
 	r.mu.Unlock()
 	if strings.HasPrefix(string(d.Body), "real-") && !r.healed.Load() {
 		return fmt.Errorf("upstream timeout (real)")
 	}
 	return nil
+}
+
+// handled returns what the handler saw of one message, in order.
+func (r *replayRecorder) handled(body string) []handled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen[body])
 }
 
 func (r *replayRecorder) hooks() dlxretry.Hooks {
@@ -185,7 +193,7 @@ func TestParkingLotReplayAndDropThousand(t *testing.T) {
 	parkSynthetic(t, topo, n)
 
 	lot := newLot(t, topo)
-	all, err := lot.List(context.Background(), dlxretry.Filter{})
+	all, err := lot.List(context.Background(), parkinglot.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,24 +201,24 @@ func TestParkingLotReplayAndDropThousand(t *testing.T) {
 	sameList(t, "synthetic part of the list", bodiesOf(all[len(real):]), synthetic(n, func(int) bool { return true }))
 
 	r.healed.Store(true)
-	var progress []dlxretry.Report
-	replayer := newLot(t, topo, dlxretry.WithProgress(100, func(rep dlxretry.Report) { progress = append(progress, rep) }))
-	rep, err := replayer.Replay(context.Background(), dlxretry.Filter{ErrorContains: "timeout"})
+	var progress []parkinglot.Report
+	rep, err := lot.Replay(context.Background(), parkinglot.Filter{ErrorContains: "timeout"},
+		parkinglot.Progress(100, func(rep parkinglot.Report) { progress = append(progress, rep) }))
 	if err != nil {
 		t.Fatalf("Replay: %v", err)
 	}
 	wantReplayed := append(slices.Clone(real), synthetic(n, func(i int) bool { return i%4 == 0 })...)
-	checkReport(t, "replay", rep, dlxretry.Report{Total: 1020, Visited: 1020, Matched: 270, Acted: 270, Kept: 750})
+	checkReport(t, "replay", rep, parkinglot.Report{Total: 1020, Visited: 1020, Matched: 270, Acted: 270, Kept: 750})
 	if len(progress) != 1020/100 || progress[len(progress)-1].Visited != 1000 {
 		t.Errorf("progress reports %+v", progress)
 	}
 	checkReplayedHandled(t, r, wantReplayed)
 
-	dropped := dropToFile(t, lot, topo, dlxretry.Filter{ErrorContains: "malformed"},
-		dlxretry.Report{Total: 750, Visited: 750, Matched: 250, Acted: 250, Kept: 500})
+	dropped := dropToFile(t, lot, topo, parkinglot.Filter{ErrorContains: "malformed"},
+		parkinglot.Report{Total: 750, Visited: 750, Matched: 250, Acted: 250, Kept: 500})
 	sameList(t, "dropped file", dropped, synthetic(n, func(i int) bool { return i%4 == 2 }))
 
-	rest := list(t, lot, dlxretry.Filter{})
+	rest := list(t, lot, parkinglot.Filter{})
 	sameList(t, "still parked", rest, synthetic(n, func(i int) bool { return i%2 == 1 }))
 	if got := len(wantReplayed) + len(dropped) + len(rest); got != len(real)+n {
 		t.Errorf("replayed %d + dropped %d + parked %d = %d, want %d", len(wantReplayed), len(dropped), len(rest), got, len(real)+n)
@@ -219,7 +227,7 @@ func TestParkingLotReplayAndDropThousand(t *testing.T) {
 }
 
 // checkRealParked checks what List read from messages a consumer parked.
-func checkRealParked(t *testing.T, topo dlxretry.Topology, got []dlxretry.ParkedMessage, want []string, after time.Time) {
+func checkRealParked(t *testing.T, topo dlxretry.Topology, got []parkinglot.Message, want []string, after time.Time) {
 	t.Helper()
 	sameList(t, "consumer-parked part of the list (sorted)", slices.Sorted(slices.Values(bodiesOf(got))), want)
 	for _, m := range got {
@@ -261,7 +269,7 @@ func checkReplayedHandled(t *testing.T, r *replayRecorder, want []string) {
 
 // dropToFile drops what f selects into a JSON-lines file, checks the report
 // and each line, and returns the bodies in the file, in order.
-func dropToFile(t *testing.T, lot *dlxretry.ParkingLot, topo dlxretry.Topology, f dlxretry.Filter, want dlxretry.Report) []string {
+func dropToFile(t *testing.T, lot *parkinglot.Lot, topo dlxretry.Topology, f parkinglot.Filter, want parkinglot.Report) []string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "dropped.jsonl")
 	file, err := os.Create(path)
@@ -282,7 +290,7 @@ func dropToFile(t *testing.T, lot *dlxretry.ParkingLot, topo dlxretry.Topology, 
 	var bodies []string
 	sc := bufio.NewScanner(file)
 	for sc.Scan() {
-		var m dlxretry.ParkedMessage
+		var m parkinglot.Message
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("line %d: %v: %s", len(bodies)+1, err, sc.Bytes())
 		}
@@ -302,25 +310,25 @@ func TestReplayedMessageFailsThroughWholeSchedule(t *testing.T) {
 		t.Run(string(typ), func(t *testing.T) {
 			t.Parallel()
 			topo := declare(t, typ, delaysMS(20, 40), 3)
-			r := newRecorder(map[string]int{"m": -1})
+			r := newReplayRecorder() // fails real-… messages
 			run(t, topo, r.handle, dlxretry.WithHooks(r.hooks()))
-			publish(t, topo.Exchange, "order.created", "m")
+			publish(t, topo.Exchange, "order.created", "real-m")
 			waitN(t, r.parks, 1, 10*time.Second)
 
 			lot := newLot(t, topo)
 			// Each visit raises a quorum message's x-delivery-count past the
 			// consumer's redelivery limit (5): the replay must not carry it.
 			for range 6 {
-				list(t, lot, dlxretry.Filter{})
+				list(t, lot, parkinglot.Filter{})
 			}
-			rep, err := lot.Replay(context.Background(), dlxretry.Filter{})
+			rep, err := lot.Replay(context.Background(), parkinglot.Filter{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkReport(t, "replay", rep, dlxretry.Report{Total: 1, Visited: 1, Matched: 1, Acted: 1})
+			checkReport(t, "replay", rep, parkinglot.Report{Total: 1, Visited: 1, Matched: 1, Acted: 1})
 			waitN(t, r.parks, 1, 10*time.Second)
 
-			got := r.deliveries("m")
+			got := r.handled("real-m")
 			if len(got) != 2*topo.MaxAttempts {
 				t.Fatalf("delivered %d times, want %d", len(got), 2*topo.MaxAttempts)
 			}
@@ -337,7 +345,7 @@ func TestReplayedMessageFailsThroughWholeSchedule(t *testing.T) {
 func checkReparked(t *testing.T, topo dlxretry.Topology, d amqp.Delivery) {
 	t.Helper()
 	h := d.Headers
-	if h[dlxretry.HeaderReplays] != int64(1) || h[dlxretry.HeaderAttempts] != int64(topo.MaxAttempts) ||
+	if h[parkinglot.HeaderReplays] != int64(1) || h[dlxretry.HeaderAttempts] != int64(topo.MaxAttempts) ||
 		h[dlxretry.HeaderOriginalRoutingKey] != "order.created" || h[dlxretry.HeaderQueue] != topo.Queue ||
 		h[dlxretry.HeaderOriginalExchange] != topo.Exchange {
 		t.Errorf("parked again with headers %v", h)
@@ -349,37 +357,4 @@ func checkReparked(t *testing.T, topo dlxretry.Topology, d amqp.Delivery) {
 	if n := deaths.Rejections(topo.Queue); n != int64(topo.MaxAttempts-1) {
 		t.Errorf("x-death counts %d rejections after the replay, want %d (old history carried over?)", n, topo.MaxAttempts-1)
 	}
-}
-
-// An operator's session: look at what failed on the database, send it back
-// once the database is healthy, and keep a copy of the malformed messages
-// before deleting them.
-func ExampleParkingLot() {
-	lot, err := dlxretry.NewParkingLot("amqp://guest:guest@localhost:5672/", "orders")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer lot.Close()
-	ctx := context.Background()
-	dbErrors := dlxretry.Filter{ErrorContains: "db busy", OlderThan: time.Minute}
-	msgs, err := lot.List(ctx, dbErrors)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	for _, m := range msgs {
-		fmt.Println(m.MessageID, m.OriginalRoutingKey, m.Attempts, m.Age, m.Error)
-	}
-	rep, err := lot.Replay(ctx, dbErrors)
-	fmt.Printf("replayed %d of %d: %v\n", rep.Acted, rep.Total, err)
-
-	f, err := os.Create("malformed.jsonl")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer f.Close()
-	rep, err = lot.Drop(ctx, dlxretry.Filter{ErrorContains: "malformed"}, f)
-	fmt.Printf("dropped %d, saved in %s: %v\n", rep.Acted, f.Name(), err)
 }

@@ -1,10 +1,11 @@
-package dlxretry
+package parkinglot
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/dlxretry/dlxretry"
 	"strings"
 	"testing"
 	"time"
@@ -23,28 +24,28 @@ func parkedDelivery() amqp.Delivery {
 		UserId:      "guest",
 		Body:        []byte(`{"id":1}`),
 		Headers: amqp.Table{
-			"x-death":                  []interface{}{amqp.Table{"queue": "orders", "reason": "rejected", "count": int64(3)}},
-			"x-first-death-queue":      "orders",
-			"x-first-death-reason":     "rejected",
-			"x-last-death-exchange":    "orders.retry",
-			"x-delivery-count":         int64(2),
-			HeaderQueue:                "orders",
-			HeaderError:                "upstream timeout",
-			HeaderAttempts:             int64(3),
-			HeaderParkedAt:             parkedAt,
-			HeaderOriginalExchange:     "shop",
-			HeaderOriginalRoutingKey:   "order.created",
-			HeaderPermanent:            false,
-			"tenant":                   "acme",
-			"priority-class":           int32(7),
-			"x-dlxretry-future-header": "from a later version",
+			"x-death":                         []any{amqp.Table{"queue": "orders", "reason": "rejected", "count": int64(3)}},
+			"x-first-death-queue":             "orders",
+			"x-first-death-reason":            "rejected",
+			"x-last-death-exchange":           "orders.retry",
+			"x-delivery-count":                int64(2),
+			dlxretry.HeaderQueue:              "orders",
+			dlxretry.HeaderError:              "upstream timeout",
+			dlxretry.HeaderAttempts:           int64(3),
+			dlxretry.HeaderParkedAt:           parkedAt,
+			dlxretry.HeaderOriginalExchange:   "shop",
+			dlxretry.HeaderOriginalRoutingKey: "order.created",
+			dlxretry.HeaderPermanent:          false,
+			"tenant":                          "acme",
+			"priority-class":                  int32(7),
+			"x-dlxretry-future-header":        "from a later version",
 		},
 	}
 }
 
 func TestParkingLotReadsMetadata(t *testing.T) {
-	m := newParkedMessage(parkedDelivery(), parkedAt.Add(90*time.Minute))
-	want := ParkedMessage{Queue: "orders", OriginalExchange: "shop", OriginalRoutingKey: "order.created",
+	m := NewMessage(parkedDelivery(), parkedAt.Add(90*time.Minute))
+	want := Message{Queue: "orders", OriginalExchange: "shop", OriginalRoutingKey: "order.created",
 		Error: "upstream timeout", Attempts: 3, ParkedAt: parkedAt, Age: 90 * time.Minute, Size: 8,
 		RoutingKey: "order.created", MessageID: "m1", ContentType: "application/json"}
 	m.Headers, m.Body = nil, nil
@@ -55,8 +56,8 @@ func TestParkingLotReadsMetadata(t *testing.T) {
 	}
 }
 
-func TestNewParkedMessageWithoutParkingHeaders(t *testing.T) {
-	m := newParkedMessage(amqp.Delivery{RoutingKey: "k", Body: []byte("x")}, time.Now())
+func TestNewMessageWithoutParkingHeaders(t *testing.T) {
+	m := NewMessage(amqp.Delivery{RoutingKey: "k", Body: []byte("x")}, time.Now())
 	if m.OriginalRoutingKey != "k" || !m.ParkedAt.IsZero() || m.Age != 0 || m.Attempts != 0 || m.Size != 1 {
 		t.Errorf("got %+v", m)
 	}
@@ -67,12 +68,12 @@ func TestReplayCopy(t *testing.T) {
 	d.Headers[HeaderReplays] = int64(2)
 	p := replayCopy(d)
 	for _, gone := range []string{"x-death", "x-first-death-queue", "x-first-death-reason", "x-last-death-exchange",
-		"x-delivery-count", HeaderQueue, HeaderError, HeaderAttempts, HeaderParkedAt, HeaderPermanent, "x-dlxretry-future-header"} {
+		"x-delivery-count", dlxretry.HeaderQueue, dlxretry.HeaderError, dlxretry.HeaderAttempts, dlxretry.HeaderParkedAt, dlxretry.HeaderPermanent, "x-dlxretry-future-header"} {
 		if _, ok := p.Headers[gone]; ok {
 			t.Errorf("replayed copy keeps %s", gone)
 		}
 	}
-	kept := map[string]interface{}{HeaderOriginalExchange: "shop", HeaderOriginalRoutingKey: "order.created",
+	kept := map[string]any{dlxretry.HeaderOriginalExchange: "shop", dlxretry.HeaderOriginalRoutingKey: "order.created",
 		"tenant": "acme", "priority-class": int32(7), HeaderReplays: int64(3)}
 	for k, v := range kept {
 		if p.Headers[k] != v {
@@ -88,20 +89,20 @@ func TestReplayCopy(t *testing.T) {
 }
 
 func TestReplayCopyFirstReplayWithoutOriginalKey(t *testing.T) {
-	p := replayCopy(amqp.Delivery{RoutingKey: "order.paid", Headers: amqp.Table{"x-death": []interface{}{}}})
-	if p.Headers[HeaderReplays] != int64(1) || p.Headers[HeaderOriginalRoutingKey] != "order.paid" {
+	p := replayCopy(amqp.Delivery{RoutingKey: "order.paid", Headers: amqp.Table{"x-death": []any{}}})
+	if p.Headers[HeaderReplays] != int64(1) || p.Headers[dlxretry.HeaderOriginalRoutingKey] != "order.paid" {
 		t.Errorf("headers %v", p.Headers)
 	}
 }
 
 func TestParkingLotFilterMatch(t *testing.T) {
 	now := parkedAt.Add(2 * time.Hour)
-	m := newParkedMessage(parkedDelivery(), now) // 2h old
-	unknownAge := newParkedMessage(amqp.Delivery{}, now)
+	m := NewMessage(parkedDelivery(), now) // 2h old
+	unknownAge := NewMessage(amqp.Delivery{}, now)
 	cases := []struct {
 		name string
 		f    Filter
-		m    ParkedMessage
+		m    Message
 		want bool
 	}{
 		{"zero value", Filter{}, m, true},
@@ -120,12 +121,12 @@ func TestParkingLotFilterMatch(t *testing.T) {
 		{"unknown age is not new", Filter{NewerThan: time.Hour}, unknownAge, false},
 		{"string header", Filter{Headers: map[string]string{"tenant": "acme"}}, m, true},
 		{"int header", Filter{Headers: map[string]string{"priority-class": "7"}}, m, true},
-		{"bool header", Filter{Headers: map[string]string{HeaderPermanent: "false"}}, m, true},
-		{"time header", Filter{Headers: map[string]string{HeaderParkedAt: "2024-05-01T12:00:00Z"}}, m, true},
+		{"bool header", Filter{Headers: map[string]string{dlxretry.HeaderPermanent: "false"}}, m, true},
+		{"time header", Filter{Headers: map[string]string{dlxretry.HeaderParkedAt: "2024-05-01T12:00:00Z"}}, m, true},
 		{"all headers must match", Filter{Headers: map[string]string{"tenant": "acme", "priority-class": "8"}}, m, false},
 		{"missing header does not match empty", Filter{Headers: map[string]string{"region": ""}}, m, false},
 		{"every field", Filter{OriginalQueue: "orders", ErrorContains: "up", OlderThan: time.Minute,
-			Headers: map[string]string{"tenant": "acme"}, Limit: 1, DryRun: true}, m, true},
+			Headers: map[string]string{"tenant": "acme"}}, m, true},
 	}
 	for _, c := range cases {
 		if got := c.f.Match(c.m); got != c.want {
@@ -140,15 +141,14 @@ func TestParkingLotFilterValidate(t *testing.T) {
 		field string
 	}{
 		{Filter{}, ""},
-		{Filter{OlderThan: time.Hour, NewerThan: 2 * time.Hour, Limit: 3}, ""},
+		{Filter{OlderThan: time.Hour, NewerThan: 2 * time.Hour}, ""},
 		{Filter{OlderThan: -time.Second}, "Filter.OlderThan"},
 		{Filter{NewerThan: -time.Second}, "Filter.NewerThan"},
 		{Filter{OlderThan: time.Hour, NewerThan: time.Hour}, "Filter.NewerThan"},
-		{Filter{Limit: -1}, "Filter.Limit"},
 	}
 	for _, c := range cases {
 		err := c.f.Validate()
-		var ce *ConfigError
+		var ce *dlxretry.ConfigError
 		switch {
 		case c.field == "" && err != nil:
 			t.Errorf("%+v: %v", c.f, err)
@@ -159,7 +159,7 @@ func TestParkingLotFilterValidate(t *testing.T) {
 }
 
 func TestDropJSONLine(t *testing.T) {
-	m := newParkedMessage(parkedDelivery(), parkedAt.Add(1500*time.Millisecond))
+	m := NewMessage(parkedDelivery(), parkedAt.Add(1500*time.Millisecond))
 	var buf bytes.Buffer
 	if err := writeLine(&buf, m); err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestDropJSONLine(t *testing.T) {
 		t.Fatalf("not one line: %q", line)
 	}
 	var got struct {
-		ParkedMessage
+		Message
 		AgeSeconds float64 `json:"age_seconds"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
@@ -177,49 +177,20 @@ func TestDropJSONLine(t *testing.T) {
 	}
 	if got.AgeSeconds != 1.5 || string(got.Body) != `{"id":1}` || got.Error != "upstream timeout" ||
 		got.Attempts != 3 || got.Headers["tenant"] != "acme" || !got.ParkedAt.Equal(parkedAt) {
-		t.Errorf("round trip: %+v (age %v)", got.ParkedMessage, got.AgeSeconds)
+		t.Errorf("round trip: %+v (age %v)", got.Message, got.AgeSeconds)
 	}
 }
 
 func TestDropWriteFlushes(t *testing.T) {
 	var buf bytes.Buffer
 	w := bufio.NewWriterSize(&buf, 1<<16)
-	if err := writeLine(w, ParkedMessage{MessageID: "a"}); err != nil {
+	if err := writeLine(w, Message{MessageID: "a"}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), `"message_id":"a"`) {
 		t.Errorf("line not flushed: %q", buf.String())
 	}
-	if err := writeLine(nil, ParkedMessage{}); err != nil {
+	if err := writeLine(nil, Message{}); err != nil {
 		t.Errorf("nil writer: %v", err)
-	}
-}
-
-// A replayed message is published to its work queue by name; its handler
-// still sees the key it was first published with, before and after retries.
-func TestOriginalRoutingKeyAfterReplay(t *testing.T) {
-	deathFor := func(key string) Deaths {
-		return Deaths{{Queue: "orders", Reason: ReasonRejected, Count: 1, RoutingKeys: []string{key}}}
-	}
-	cases := []struct {
-		name string
-		d    Delivery
-		want string
-	}{
-		{"first delivery", Delivery{Delivery: amqp.Delivery{RoutingKey: "order.created"}}, "order.created"},
-		{"retry", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1", Exchange: "orders.requeue"}, Deaths: deathFor("order.created")}, "order.created"},
-		{"publisher's own x-death", Delivery{Delivery: amqp.Delivery{RoutingKey: "order.created", Exchange: "x"}, Deaths: deathFor("forged")}, "order.created"},
-		{"replayed", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders",
-			Headers: amqp.Table{HeaderOriginalRoutingKey: "order.created"}}}, "order.created"},
-		{"replayed, then retried", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1",
-			Headers: amqp.Table{HeaderOriginalRoutingKey: "order.created"}}, Deaths: deathFor("orders")}, "order.created"},
-		{"empty header is ignored", Delivery{Delivery: amqp.Delivery{RoutingKey: "orders.tier.1", Exchange: "orders.requeue",
-			Headers: amqp.Table{HeaderOriginalRoutingKey: ""}}, Deaths: deathFor("order.created")}, "order.created"},
-	}
-	for _, c := range cases {
-		c.d.queue = "orders"
-		if got := c.d.OriginalRoutingKey(); got != c.want {
-			t.Errorf("%s: OriginalRoutingKey = %q, want %q", c.name, got, c.want)
-		}
 	}
 }
