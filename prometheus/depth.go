@@ -31,10 +31,10 @@ func newDepthReader(conn *dlxretry.Conn, queues []string, timeout time.Duration)
 	return &depthReader{
 		conn: conn, queues: queues, timeout: timeout,
 		desc: prometheus.NewDesc(namespace+"_parking_queue_messages",
-			"Messages ready in the parking queue of the work queue queue, read with a passive declaration at scrape time.",
+			"Messages ready in the parking queue of the work queue the queue label names, read with a passive declaration at scrape time.",
 			[]string{"queue"}, nil),
 		errors: counterVec("parking_queue_read_errors_total",
-			"Scrapes that could not read the depth of the parking queue of the work queue queue in time.", "queue"),
+			"Scrapes that could not read the depth of the parking queue of the work queue the queue label names in time.", "queue"),
 		busy: make(chan struct{}, 1),
 	}
 }
