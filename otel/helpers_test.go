@@ -38,12 +38,12 @@ func brokerURL(t *testing.T) string {
 
 // declare declares a topology under a name of the test's own and deletes it
 // when the test ends.
-func declare(t *testing.T, url string, delays []time.Duration, maxAttempts int) dlxretry.Topology {
+func declare(t *testing.T, url string, typ dlxretry.QueueType, delays []time.Duration, maxAttempts int) dlxretry.Topology {
 	t.Helper()
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	name := "t.otel." + strings.ToLower(t.Name()) + "." + hex.EncodeToString(b)
-	topo := dlxretry.Topology{Queue: name + ".jobs", Exchange: name, Delays: delays, MaxAttempts: maxAttempts}
+	name := "t.otel." + strings.ToLower(strings.ReplaceAll(t.Name(), "/", ".")) + "." + hex.EncodeToString(b)
+	topo := dlxretry.Topology{Queue: name + ".jobs", Exchange: name, Type: typ, Delays: delays, MaxAttempts: maxAttempts}
 	withChannel(t, url, func(ch *amqp.Channel) error { return topo.Declare(context.Background(), ch) })
 	t.Cleanup(func() {
 		withChannel(t, url, func(ch *amqp.Channel) error { return topo.Delete(context.Background(), ch) })

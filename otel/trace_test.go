@@ -30,8 +30,14 @@ var errDownstream = errors.New("downstream unavailable")
 // and is replayed from the parking lot. Each message's publish span and all
 // its process spans are in one trace.
 func TestTraceAcrossRetries(t *testing.T) {
+	for _, typ := range []dlxretry.QueueType{dlxretry.Classic, dlxretry.Quorum} {
+		t.Run(string(typ), func(t *testing.T) { testTraceAcrossRetries(t, typ) })
+	}
+}
+
+func testTraceAcrossRetries(t *testing.T, typ dlxretry.QueueType) {
 	url := brokerURL(t)
-	topo := declare(t, url, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, 3)
+	topo := declare(t, url, typ, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, 3)
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -103,7 +109,7 @@ func TestTraceAcrossRetries(t *testing.T) {
 	for name, spans := range map[string][]tracetest.SpanStub{"retried": retried, "parked": replayed} {
 		trace := traceOf(exp.GetSpans(), spans[0].SpanContext.TraceID())
 		t.Logf("trace of the %s message:\n%s", name, timeline(trace, topo.Exchange))
-		if *update {
+		if *update && typ == dlxretry.Classic {
 			writeSVG(t, "docs/trace-"+name+".svg", trace, topo.Exchange)
 		}
 	}
@@ -230,7 +236,7 @@ func traceOf(spans tracetest.SpanStubs, id trace.TraceID) []tracetest.SpanStub {
 // table is not changed.
 func TestPublisherKeepsCreationContext(t *testing.T) {
 	url := brokerURL(t)
-	topo := declare(t, url, []time.Duration{time.Second}, 1)
+	topo := declare(t, url, dlxretry.Classic, []time.Duration{time.Second}, 1)
 	tp, exp := newProvider(t)
 	pub, err := dlxretry.NewPublisher(url)
 	if err != nil {
