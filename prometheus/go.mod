@@ -8,6 +8,7 @@ require (
 	github.com/dlxretry/dlxretry v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (
