@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/dlxretry/dlxretry v0.0.0
+	github.com/dlxretry/dlxretry/prometheus v0.0.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/rabbitmq/amqp091-go v1.16.0
 )
@@ -20,4 +21,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/dlxretry/dlxretry => ../..
+replace (
+	github.com/dlxretry/dlxretry => ../..
+	github.com/dlxretry/dlxretry/prometheus => ../../prometheus
+)

@@ -1,6 +1,8 @@
-// Metrics feeds Prometheus from dlxretry's [dlxretry.Hooks]: counters of
-// acks, retries (by tier), parks (by reason) and publishes (by result), and
-// a histogram of handler latency by outcome, served on /metrics.
+// Metrics serves dlxretry's Prometheus series on /metrics with the
+// collector of github.com/dlxretry/dlxretry/prometheus (dlxprom): one
+// Collector, registered in one line, fed by the hooks it gives to the
+// Publisher and the Consumer, and reading the parking queue's depth at
+// scrape time.
 //
 // It is a module of its own, so that the library does not depend on the
 // Prometheus client. It declares a small topology, publishes 60 messages
@@ -8,41 +10,40 @@
 // few milliseconds and fails some of them: some once, some every time (they
 // are parked after three attempts), some permanently. Once every message is
 // acked or parked it scrapes its own /metrics over HTTP, prints the
-// dlxretry series (without the histogram buckets), and deletes the topology.
-// Run it from this directory:
+// dlxretry samples (without the histogram buckets), stops the consumer and
+// deletes the topology. Run it from this directory:
 //
 //	cd examples/metrics && go run .
 //
-// With -listen 127.0.0.1:2112 -serve it keeps serving /metrics on that
-// address after the load, until Ctrl-C, for a Prometheus to scrape. It
-// connects to RABBITMQ_URL, or to amqp://guest:guest@localhost:5672/. The
+// With -listen 127.0.0.1:2112 -serve it keeps consuming and serving /metrics
+// on that address after the load, until Ctrl-C, for a Prometheus to scrape.
+// It connects to RABBITMQ_URL, or to amqp://guest:guest@localhost:5672/. The
 // output looks like this (the latencies vary):
 //
-//	metrics on http://127.0.0.1:36415/metrics
+//	metrics on http://127.0.0.1:46699/metrics
 //	published 60 messages; consuming
-//	# HELP dlxretry_acks_total Deliveries the handler succeeded with.
-//	# TYPE dlxretry_acks_total counter
-//	dlxretry_acks_total{queue="metrics.jobs"} 46
-//	# HELP dlxretry_handler_duration_seconds How long the handler ran, by outcome.
-//	# TYPE dlxretry_handler_duration_seconds histogram
-//	dlxretry_handler_duration_seconds_sum{outcome="ack",queue="metrics.jobs"} 0.290404079
+//	dlxretry_connection_failures_total 0
+//	dlxretry_connections_up 2
+//	dlxretry_deliveries_total{outcome="ack",queue="metrics.jobs"} 46
+//	dlxretry_deliveries_total{outcome="park",queue="metrics.jobs"} 14
+//	dlxretry_deliveries_total{outcome="retry",queue="metrics.jobs"} 22
+//	dlxretry_handler_duration_seconds_sum{outcome="ack",queue="metrics.jobs"} 0.276704345
 //	dlxretry_handler_duration_seconds_count{outcome="ack",queue="metrics.jobs"} 46
-//	dlxretry_handler_duration_seconds_sum{outcome="park",queue="metrics.jobs"} 0.110292214
+//	dlxretry_handler_duration_seconds_sum{outcome="park",queue="metrics.jobs"} 0.111095384
 //	dlxretry_handler_duration_seconds_count{outcome="park",queue="metrics.jobs"} 14
-//	dlxretry_handler_duration_seconds_sum{outcome="retry",queue="metrics.jobs"} 0.1819027
+//	dlxretry_handler_duration_seconds_sum{outcome="retry",queue="metrics.jobs"} 0.17692930399999995
 //	dlxretry_handler_duration_seconds_count{outcome="retry",queue="metrics.jobs"} 22
-//	# HELP dlxretry_parks_total Messages parked, by reason: permanent error or attempts used up.
-//	# TYPE dlxretry_parks_total counter
-//	dlxretry_parks_total{queue="metrics.jobs",reason="attempts"} 6
+//	dlxretry_handlers_in_flight{queue="metrics.jobs"} 0
+//	dlxretry_parking_queue_messages{queue="metrics.jobs"} 14
+//	dlxretry_parks_total{queue="metrics.jobs",reason="exhausted"} 6
 //	dlxretry_parks_total{queue="metrics.jobs",reason="permanent"} 8
-//	# HELP dlxretry_publishes_total Publishes, by whether the broker confirmed them.
-//	# TYPE dlxretry_publishes_total counter
+//	dlxretry_publish_duration_seconds_sum{exchange="metrics"} 0.07196126
+//	dlxretry_publish_duration_seconds_count{exchange="metrics"} 60
 //	dlxretry_publishes_total{exchange="metrics",result="confirmed"} 60
-//	# HELP dlxretry_retries_total Failed deliveries sent to a retry tier, by tier.
-//	# TYPE dlxretry_retries_total counter
-//	dlxretry_retries_total{queue="metrics.jobs",tier="1"} 16
-//	dlxretry_retries_total{queue="metrics.jobs",tier="2"} 6
-//	(21 histogram bucket lines left out)
+//	dlxretry_reconnects_total 0
+//	dlxretry_retries_total{delay="100ms",queue="metrics.jobs",tier="2"} 6
+//	dlxretry_retries_total{delay="50ms",queue="metrics.jobs",tier="1"} 16
+//	(49 histogram bucket lines left out)
 //	deleted topology metrics.jobs
 package main
 
@@ -65,6 +66,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/dlxretry/dlxretry"
+	dlxprom "github.com/dlxretry/dlxretry/prometheus"
 )
 
 const (
@@ -90,7 +92,7 @@ func main() {
 		brokerURL = defaultURL
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	_, err := runWith(ctx, config{brokerURL: brokerURL, prefix: "metrics", listen: *listen, serve: *serve}, os.Stdout)
+	err := runWith(ctx, config{brokerURL: brokerURL, prefix: "metrics", listen: *listen, serve: *serve}, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "metrics:", err)
@@ -107,85 +109,109 @@ func topology(prefix string) dlxretry.Topology {
 	}
 }
 
-// runWith serves /metrics, runs the load, prints a scrape and deletes the
-// topology. It returns the collectors, for tests.
-func runWith(ctx context.Context, cfg config, out io.Writer) (m *metrics, err error) {
-	reg := prometheus.NewRegistry()
-	m = newMetrics(reg)
-	l, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return nil, err
-	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
-	url := "http://" + l.Addr().String() + "/metrics"
-	fmt.Fprintf(out, "metrics on %s\n", url)
-
+// runWith declares the topology, serves /metrics, runs the load, prints a
+// scrape and deletes the topology.
+func runWith(ctx context.Context, cfg config, out io.Writer) (err error) {
 	topo := topology(cfg.prefix)
 	if err := withChannel(ctx, cfg.brokerURL, func(ch *amqp.Channel) error { return declare(ctx, ch, topo) }); err != nil {
-		return nil, err
+		return err
 	}
 	defer func() { err = errors.Join(err, deleteTopology(cfg.brokerURL, topo, out)) }()
+
+	// The collector reads the parking queue's depth on a connection of its own.
+	conn, err := dlxretry.NewConn(cfg.brokerURL, dlxretry.WithConnectionName("metrics"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	metrics, err := dlxprom.New(dlxprom.WithParkingDepth(conn, topo.Queue))
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics)
+	url, stopServing, err := serveMetrics(cfg.listen, reg)
+	if err != nil {
+		return err
+	}
+	defer stopServing()
+	fmt.Fprintf(out, "metrics on %s\n", url)
+
 	loadCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := load(loadCtx, cfg.brokerURL, topo, m, out); err != nil {
-		return nil, err
+	stopConsumer, err := load(loadCtx, cfg.brokerURL, topo, metrics, out)
+	if err != nil {
+		return err
 	}
 	if err := printScrape(ctx, url, out); err != nil {
-		return nil, err
+		return errors.Join(err, stopConsumer())
 	}
 	if cfg.serve {
 		fmt.Fprintln(out, "serving /metrics until Ctrl-C")
 		<-ctx.Done()
 	}
-	return m, nil
+	return stopConsumer()
+}
+
+func serveMetrics(listen string, reg *prometheus.Registry) (url string, stop func(), err error) {
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return "http://" + l.Addr().String() + "/metrics", func() { _ = srv.Close() }, nil
 }
 
 // load publishes the messages and consumes until each is acked or parked.
-func load(ctx context.Context, brokerURL string, topo dlxretry.Topology, m *metrics, out io.Writer) error {
-	pub, err := dlxretry.NewPublisher(brokerURL, dlxretry.WithHooks(m.hooks()))
+// The consumer keeps running, for the scrape to see it connected, until
+// stop is called.
+func load(ctx context.Context, brokerURL string, topo dlxretry.Topology, m *dlxprom.Collector, out io.Writer) (stop func() error, err error) {
+	// Each Hooks value follows the connection of the one it is given to.
+	pub, err := dlxretry.NewPublisher(brokerURL, dlxretry.WithHooks(m.Hooks()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer pub.Close()
 	for i := range messages {
 		body := fmt.Sprintf("job-%02d", i)
 		if err := pub.Publish(ctx, topo.Exchange, routingKey, amqp.Publishing{Body: []byte(body)}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	fmt.Fprintf(out, "published %d messages; consuming\n", messages)
 
 	var settled atomic.Int64
 	done := make(chan struct{})
-	hooks := withProgress(m.hooks(), func() {
+	hooks := withProgress(m.Hooks(), func() {
 		if settled.Add(1) == messages {
 			close(done)
 		}
 	})
 	c, err := dlxretry.NewConsumer(brokerURL, topo, work, dlxretry.WithHooks(hooks), dlxretry.WithConcurrency(8))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	ran := make(chan error, 1)
 	go func() { ran <- c.Run(runCtx) }()
+	stop = func() error {
+		cancel()
+		return <-ran
+	}
 	select {
 	case <-done:
-		stop()
-		return <-ran
+		return stop, nil
 	case err := <-ran:
-		return fmt.Errorf("consumer stopped early: %v", err)
+		cancel()
+		return nil, fmt.Errorf("consumer stopped early: %v", err)
 	case <-ctx.Done():
-		stop()
-		<-ran
-		return fmt.Errorf("gave up with %d of %d messages settled: %w", settled.Load(), messages, ctx.Err())
+		return nil, errors.Join(fmt.Errorf("gave up with %d of %d messages settled: %w", settled.Load(), messages, ctx.Err()), stop())
 	}
 }
 
-// withProgress adds a call of settled to the hooks that end a message's life.
+// withProgress adds a call of settled to the hooks that end a message's
+// life, after the collector has counted it.
 func withProgress(h dlxretry.Hooks, settled func()) dlxretry.Hooks {
 	ack, park := h.OnAck, h.OnPark
 	h.OnAck = func(ctx context.Context, e dlxretry.AckEvent) { ack(ctx, e); settled() }
@@ -232,8 +258,8 @@ func work(ctx context.Context, d *dlxretry.Delivery) error {
 	return nil
 }
 
-// printScrape fetches /metrics and prints the dlxretry series without the
-// histogram buckets.
+// printScrape fetches /metrics and prints the dlxretry samples, without the
+// histogram buckets and the HELP and TYPE lines.
 func printScrape(ctx context.Context, url string, out io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -251,7 +277,7 @@ func printScrape(ctx context.Context, url string, out io.Writer) error {
 	buckets := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
 		switch {
-		case !strings.Contains(line, "dlxretry_"):
+		case !strings.HasPrefix(line, "dlxretry_"):
 		case strings.Contains(line, "_bucket{"):
 			buckets++
 		default:

@@ -35,12 +35,12 @@ func TestMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	if _, err := runWith(ctx, config{brokerURL: url, prefix: prefix, listen: "127.0.0.1:0"}, &out); err != nil {
+	if err := runWith(ctx, config{brokerURL: url, prefix: prefix, listen: "127.0.0.1:0"}, &out); err != nil {
 		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
 	}
 	t.Logf("output:\n%s", out.String())
 
-	var acks, retries1, retries2, parkedAttempts, parkedPermanent int
+	var acks, retries1, retries2, parkedExhausted, parkedPermanent int
 	for i := range messages {
 		switch failures, permanent := fate(i); {
 		case permanent:
@@ -48,32 +48,43 @@ func TestMetrics(t *testing.T) {
 		case failures == forever:
 			retries1++
 			retries2++
-			parkedAttempts++
+			parkedExhausted++
 		default:
 			retries1 += failures
 			acks++
 		}
 	}
+	parked := parkedExhausted + parkedPermanent
 	q := `queue="` + topo.Queue + `"`
+	x := `exchange="` + topo.Exchange + `"`
 	for _, line := range []string{
-		fmt.Sprintf(`dlxretry_acks_total{%s} %d`, q, acks),
-		fmt.Sprintf(`dlxretry_retries_total{%s,tier="1"} %d`, q, retries1),
-		fmt.Sprintf(`dlxretry_retries_total{%s,tier="2"} %d`, q, retries2),
-		fmt.Sprintf(`dlxretry_parks_total{%s,reason="attempts"} %d`, q, parkedAttempts),
+		fmt.Sprintf(`dlxretry_deliveries_total{outcome="ack",%s} %d`, q, acks),
+		fmt.Sprintf(`dlxretry_deliveries_total{outcome="retry",%s} %d`, q, retries1+retries2),
+		fmt.Sprintf(`dlxretry_deliveries_total{outcome="park",%s} %d`, q, parked),
+		fmt.Sprintf(`dlxretry_retries_total{delay="50ms",%s,tier="1"} %d`, q, retries1),
+		fmt.Sprintf(`dlxretry_retries_total{delay="100ms",%s,tier="2"} %d`, q, retries2),
+		fmt.Sprintf(`dlxretry_parks_total{%s,reason="exhausted"} %d`, q, parkedExhausted),
 		fmt.Sprintf(`dlxretry_parks_total{%s,reason="permanent"} %d`, q, parkedPermanent),
-		fmt.Sprintf(`dlxretry_publishes_total{exchange="%s",result="confirmed"} %d`, topo.Exchange, messages),
 		fmt.Sprintf(`dlxretry_handler_duration_seconds_count{outcome="ack",%s} %d`, q, acks),
 		fmt.Sprintf(`dlxretry_handler_duration_seconds_count{outcome="retry",%s} %d`, q, retries1+retries2),
-		fmt.Sprintf(`dlxretry_handler_duration_seconds_count{outcome="park",%s} %d`, q, parkedAttempts+parkedPermanent),
-		"(21 histogram bucket lines left out)",
+		fmt.Sprintf(`dlxretry_handler_duration_seconds_count{outcome="park",%s} %d`, q, parked),
+		fmt.Sprintf(`dlxretry_handlers_in_flight{%s} 0`, q),
+		fmt.Sprintf(`dlxretry_publishes_total{%s,result="confirmed"} %d`, x, messages),
+		fmt.Sprintf(`dlxretry_publish_duration_seconds_count{%s} %d`, x, messages),
+		// The publisher's connection and the consumer's session.
+		"dlxretry_connections_up 2",
+		"dlxretry_reconnects_total 0",
+		fmt.Sprintf(`dlxretry_parking_queue_messages{%s} %d`, q, parked),
 		"deleted topology " + topo.Queue,
 	} {
 		if !strings.Contains(out.String(), line+"\n") {
 			t.Errorf("output lacks the line %q", line)
 		}
 	}
-	if strings.Contains(out.String(), "dlxretry_park_errors_total") {
-		t.Errorf("a parking failed")
+	for _, absent := range []string{"dlxretry_park_failures_total", `outcome="release"`, "dlxretry_parking_queue_read_errors_total{"} {
+		if strings.Contains(out.String(), absent) {
+			t.Errorf("output has %s", absent)
+		}
 	}
 }
 
