@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dlxretry/dlxretry"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 // Attributes of a process span beside the messaging semantic conventions'.
@@ -103,7 +104,7 @@ func processAttributes(e dlxretry.DeliveryEvent) []attribute.KeyValue {
 	if tier, delay, ok := cameFrom(d, e.Queue); ok {
 		attrs = append(attrs, FromTierKey.Int(tier), FromDelayKey.String(delay.String()))
 	}
-	if n, ok := d.Headers[dlxretry.HeaderReplays].(int64); ok && n > 0 {
+	if n, ok := d.Headers[parkinglot.HeaderReplays].(int64); ok && n > 0 {
 		attrs = append(attrs, ReplaysKey.Int64(n))
 	}
 	return attrs

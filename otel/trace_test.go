@@ -19,6 +19,7 @@ import (
 
 	"github.com/dlxretry/dlxretry"
 	dlxotel "github.com/dlxretry/dlxretry/otel"
+	"github.com/dlxretry/dlxretry/parkinglot"
 )
 
 var update = flag.Bool("update", false, "write the trace pictures under docs/")
@@ -51,7 +52,7 @@ func testTraceAcrossRetries(t *testing.T, typ dlxretry.QueueType) {
 		_, span := tp.Tracer("test").Start(ctx, "charge card")
 		defer span.End()
 		time.Sleep(10 * time.Millisecond)
-		if _, replayed := d.Headers[dlxretry.HeaderReplays]; replayed {
+		if _, replayed := d.Headers[parkinglot.HeaderReplays]; replayed {
 			return nil
 		}
 		if d.MessageId == "retried" && d.Attempt > 2 {
@@ -89,12 +90,16 @@ func testTraceAcrossRetries(t *testing.T, typ dlxretry.QueueType) {
 		t.Errorf("park span: %s = %q, want exhausted", dlxotel.ParkReasonKey, attr(last, dlxotel.ParkReasonKey))
 	}
 
-	lot, err := dlxretry.NewParkingLot(url, topo.Queue)
+	conn, err := dlxretry.NewConn(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lot.Close()
-	if rep, err := lot.Replay(ctx, dlxretry.Filter{}); err != nil || rep.Acted != 1 {
+	defer conn.Close()
+	lot, err := parkinglot.New(conn, topo.Queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := lot.Replay(ctx, parkinglot.Filter{}); err != nil || rep.Acted != 1 {
 		t.Fatalf("replay: %+v, %v", rep, err)
 	}
 	if got := await(t, settled, 1, "replayed messages"); got[0] != "parked ack" {
