@@ -74,8 +74,8 @@ func NewConsumer[B Broker](broker B, t Topology, h Handler, opts ...Option) (*Co
 // It then returns nil once no handler of this Run is running. If some still
 // are at the timeout, their contexts are cancelled, the channel is closed
 // (their messages return to the queue) and Run returns a *[ShutdownError]
-// naming them; what they return later is discarded: nothing is settled and
-// no hook is called.
+// naming them; what they return later settles nothing, and OnRelease
+// reports each of them (see [Hooks]).
 //
 // Run returns early only for what reconnecting cannot fix: a *[ConnectError]
 // (the broker refused the credentials, vhost or permissions, or the first
