@@ -56,7 +56,7 @@ func (t Topology) RetireTiers(ctx context.Context, conn *amqp.Connection) (Retir
 	if err != nil {
 		return RetireReport{}, fmt.Errorf("dlxretry: retire tiers: %w", err)
 	}
-	defer ch.Close()
+	defer closeChannel(ch)
 	if err := runSteps(ctx, t.baseSteps(ch)); err != nil {
 		return RetireReport{}, err
 	}
@@ -258,7 +258,7 @@ func quietly(conn *amqp.Connection, f func(*amqp.Channel) error) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer closeChannel(c)
 	err = f(c)
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
@@ -266,3 +266,8 @@ func quietly(conn *amqp.Connection, f func(*amqp.Channel) error) error {
 	}
 	return err
 }
+
+// closeChannel closes a channel whose work is done. An error closing it
+// changes nothing: what ran on it is settled, and the broker closes the
+// channel with the connection at worst.
+func closeChannel(ch *amqp.Channel) { _ = ch.Close() }

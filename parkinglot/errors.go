@@ -23,3 +23,8 @@ func missing(kind, name string, err error) error {
 	}
 	return fmt.Errorf("parkinglot: inspect %s %q: %w", kind, name, err)
 }
+
+// closeChannel closes a channel whose work is done. An error closing it
+// changes nothing: what the operation did is settled, and the broker closes
+// the channel with the connection at worst.
+func closeChannel(ch *amqp.Channel) { _ = ch.Close() }

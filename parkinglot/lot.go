@@ -149,7 +149,7 @@ func (l *Lot) publishEach(ctx context.Context, f Filter, opts []Option, copyOf c
 	if err != nil {
 		return Report{}, err
 	}
-	defer pub.Close()
+	defer func() { _ = pub.Close() }() // on a shared Conn: closes only its channel, after the last confirm
 	return l.visit(ctx, f, opts, &walk{settle: func(ctx context.Context, _ Message, d amqp.Delivery) error {
 		exchange, key, msg := copyOf(d)
 		if err := pub.Publish(ctx, exchange, key, msg); err != nil {
@@ -170,7 +170,7 @@ func (l *Lot) visit(ctx context.Context, f Filter, opts []Option, w *walk) (Repo
 	if err != nil {
 		return Report{}, err
 	}
-	defer ch.Close()
+	defer closeChannel(ch)
 	q, err := ch.QueueDeclarePassive(l.topo.ParkingQueue(), true, false, false, false, nil)
 	if err != nil {
 		return Report{}, missing("parking queue", l.topo.ParkingQueue(), err)
@@ -197,7 +197,7 @@ func (l *Lot) awaitPutBack(ctx context.Context, rep Report) {
 	if err != nil {
 		return
 	}
-	defer ch.Close()
+	defer closeChannel(ch)
 	want := rep.Total - rep.Acted
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		q, err := ch.QueueDeclarePassive(l.topo.ParkingQueue(), true, false, false, false, nil)
@@ -214,7 +214,7 @@ func (l *Lot) checkQueue(ctx context.Context, queue string) error {
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
+	defer closeChannel(ch)
 	_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	return missing("queue", queue, err)
 }
@@ -229,7 +229,7 @@ func (l *Lot) checkTarget(ctx context.Context, exchange, key string) error {
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
+	defer closeChannel(ch)
 	return missing("exchange", exchange, ch.ExchangeDeclarePassive(exchange, "", true, false, false, false, nil))
 }
 
