@@ -11,14 +11,14 @@ import (
 
 	"github.com/dlxretry/dlxretry"
 	"github.com/dlxretry/dlxretry/internal/brokertest"
-	"go.uber.org/goleak"
+	"github.com/dlxretry/dlxretry/internal/leaktest"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
-	goleak.VerifyTestMain(m)
+	leaktest.VerifyTestMain(m)
 }
 
 func TestNewConsumerRejectsBadInput(t *testing.T) {

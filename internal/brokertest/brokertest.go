@@ -3,26 +3,29 @@
 //
 // The broker is, in order: the one RABBITMQ_URL names; one on
 // localhost:5672; a container started with testcontainers-go where Docker
-// runs. With none of them, tests skip with a hint, unless
+// runs (by the program in ./container, a module of its own). With none of them, tests skip with a hint, unless
 // DLXRETRY_REQUIRE_BROKER is set (as CI does), which makes them fail.
 package brokertest
 
 import (
-	"context"
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/testcontainers/testcontainers-go"
-	"github.com/testcontainers/testcontainers-go/wait"
 )
 
 // RequireEnv is the variable that turns a missing broker into a failure.
@@ -61,31 +64,59 @@ func find() (string, error) {
 	return startContainer()
 }
 
-// startContainer runs a RabbitMQ container for the life of the test binary;
-// testcontainers' reaper removes it afterwards.
+// startContainer runs a RabbitMQ container for the life of the test binary
+// where a Docker engine answers, with the program in ./container (a module
+// of its own, so that testcontainers-go stays out of the library's
+// go.mod). The program keeps the container until its standard input, held
+// open here, closes with this process.
 func startContainer() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
-		ContainerRequest: testcontainers.ContainerRequest{
-			Image:        "rabbitmq:4",
-			ExposedPorts: []string{"5672/tcp"},
-			WaitingFor:   wait.ForLog("Server startup complete").WithStartupTimeout(2 * time.Minute),
-		},
-		Started: true,
-	})
-	if err != nil {
-		return "", fmt.Errorf("testcontainers: %w", err)
+	if !dockerRuns() {
+		return "", errors.New("no broker on localhost:5672 and no Docker engine for a container")
 	}
-	host, err := c.Host(ctx)
+	_, file, _, _ := runtime.Caller(0)
+	cmd := exec.Command("go", "run", ".")
+	cmd.Dir = filepath.Join(filepath.Dir(file), "container")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return "", err
 	}
-	port, err := c.MappedPort(ctx, "5672/tcp")
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("amqp://guest:guest@%s/", net.JoinHostPort(host, port.Port())), nil
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start the container program: %w", err)
+	}
+	keepAlive = stdin
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- strings.TrimSpace(line)
+	}()
+	select {
+	case u := <-lines:
+		if u == "" {
+			return "", errors.New("the container program gave no URL (see its output above)")
+		}
+		return u, nil
+	case <-time.After(5 * time.Minute):
+		_ = cmd.Process.Kill()
+		return "", errors.New("no container within 5 minutes")
+	}
+}
+
+// keepAlive is the container program's standard input, open for the life of
+// the test binary.
+var keepAlive io.Closer
+
+// dockerRuns reports whether a Docker engine is likely to answer.
+func dockerRuns() bool {
+	if os.Getenv("DOCKER_HOST") != "" {
+		return true
+	}
+	_, err := os.Stat("/var/run/docker.sock")
+	return err == nil
 }
 
 // Dial opens a connection named after the test, closed when the test ends.
