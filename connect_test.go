@@ -118,6 +118,7 @@ func returnsWithin(t *testing.T, d time.Duration, what string, f func() error) e
 // Publish and Dial return at once with a
 // *ConnectError wrapping the broker's error instead of retrying.
 func TestFirstConnectRefused(t *testing.T) {
+	long(t)
 	t.Parallel()
 	topo := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(50), MaxAttempts: 1}
 	// Backing off a minute after a failure: only an error that ends the
@@ -213,6 +214,7 @@ func checkConnectTimeout(t *testing.T, what string, err error) {
 
 // No error, log line or hook event shows a password, on any failure path.
 func TestPasswordNeverShown(t *testing.T) {
+	long(t)
 	t.Parallel()
 	const secret = "S3cretPW"
 	user := addUser(t, secret)

@@ -23,14 +23,19 @@ func TestFaultLargePublishDuringAlarm(t *testing.T) {
 	if err := pub.Publish(ctx, topo.Exchange, "k", amqpMsg("before")); err != nil {
 		t.Fatal(err)
 	}
-	lifted := make(chan struct{})
-	t.Cleanup(func() { <-lifted })
+	lifted := make(chan error, 1)
+	var liftErr error
+	t.Cleanup(func() {
+		if liftErr = <-lifted; liftErr != nil {
+			t.Errorf("lift the alarm: %v", liftErr)
+		}
+	})
 	brokertest.Ctl(t, "set_vm_memory_high_watermark", "0.000001")
 	time.Sleep(time.Second) // the alarm is on; the connection is blocked at its next publish
 	go func() {
-		defer close(lifted)
 		time.Sleep(8 * time.Second)
-		brokertest.Ctl(t, "set_vm_memory_high_watermark", "0.4")
+		_, err := brokertest.CtlRun("set_vm_memory_high_watermark", "0.4")
+		lifted <- err
 	}()
 
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -41,7 +46,10 @@ func TestFaultLargePublishDuringAlarm(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || took > 3*time.Second {
 		t.Errorf("64 MB Publish during an alarm returned %v after %v, want the 2s deadline", err, took.Round(time.Millisecond))
 	}
-	<-lifted
+	if liftErr = <-lifted; liftErr != nil {
+		t.Fatalf("lift the alarm: %v", liftErr)
+	}
+	lifted <- nil // for the cleanup
 	long, cancel2 := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel2()
 	if err := pub.Publish(long, topo.Exchange, "k", amqpMsg("after")); err != nil {

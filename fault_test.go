@@ -12,6 +12,7 @@ import (
 // again and again: every message is still acked or parked, and duplicates
 // stay within what was in flight at the cuts.
 func TestLoadSurvivesConnectionCuts(t *testing.T) {
+	long(t)
 	for _, typ := range queueTypes {
 		t.Run(string(typ), func(t *testing.T) {
 			l := newMixedLoad(t, loadSize(t), typ)

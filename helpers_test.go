@@ -221,3 +221,12 @@ func delaysMS(n ...int) []time.Duration {
 }
 
 var queueTypes = []dlxretry.QueueType{dlxretry.Classic, dlxretry.Quorum}
+
+// long skips a test that takes seconds under -short, which keeps the loop
+// of a change quick; CI runs everything.
+func long(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("takes seconds: runs without -short, as CI does")
+	}
+}

@@ -97,6 +97,7 @@ func startChild(t *testing.T, l *mixedLoad, redelivered *atomic.Int32) (*exec.Cm
 // A consumer process killed with SIGKILL mid-run, again and again, and
 // started again loses nothing: its unacked messages return to the queue.
 func TestLoadSurvivesConsumerKill(t *testing.T) {
+	long(t)
 	for _, typ := range queueTypes {
 		t.Run(string(typ), func(t *testing.T) {
 			l := newMixedLoad(t, loadSize(t), typ)

@@ -13,6 +13,7 @@ import (
 
 // An option that means nothing to a constructor does not compile with it.
 func TestOptionsCheckedAtCompileTime(t *testing.T) {
+	long(t)
 	t.Parallel()
 	cases := []struct {
 		call    string

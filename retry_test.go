@@ -184,6 +184,7 @@ func TestRetriesDoNotLeak(t *testing.T) {
 // reads the broker's version: the handler runs limit+1 times per attempt on
 // every version.
 func TestQuorumCrashLoopIsParked(t *testing.T) {
+	long(t)
 	t.Parallel()
 	topo := declare(t, dlxretry.Quorum, delaysMS(50), 2)
 	name := brokertest.Name(t, "conn")

@@ -255,6 +255,7 @@ func TestRetireTiers(t *testing.T) {
 // one and retires the newer one, which a later Declare of the newer
 // schedule (a replica of the rolled-back version) does not bring back.
 func TestRollbackWithRetireTiers(t *testing.T) {
+	long(t)
 	t.Parallel()
 	older := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(100, 200), MaxAttempts: 3,
 		Exchange: brokertest.Name(t, "x")}

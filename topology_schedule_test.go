@@ -52,6 +52,7 @@ func TestScheduleChangeLeavesOneCopy(t *testing.T) {
 // Messages waiting in the old schedule's tiers when the schedule changes
 // finish on the old path, once each; new messages take the new one.
 func TestScheduleChangeLetsWaitingMessagesFinish(t *testing.T) {
+	long(t)
 	t.Parallel()
 	before := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(1500, 200), MaxAttempts: 4,
 		Exchange: brokertest.Name(t, "x")}
@@ -86,6 +87,7 @@ func TestScheduleChangeLetsWaitingMessagesFinish(t *testing.T) {
 // schedule's tier 1, and every message is handled MaxAttempts times and
 // parked once.
 func TestRollingDeployLeavesOneCopy(t *testing.T) {
+	long(t)
 	t.Parallel()
 	old := dlxretry.Topology{Queue: brokertest.Name(t, "q"), Delays: delaysMS(100, 200), MaxAttempts: 4,
 		Exchange: brokertest.Name(t, "x")}

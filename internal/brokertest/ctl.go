@@ -68,6 +68,20 @@ func Ctl(t testing.TB, args ...string) string {
 	return string(out)
 }
 
+// CtlRun is Ctl for goroutines other than the test's: it returns the
+// error instead of failing the test. Call Ctl on the test's goroutine first,
+// so that a missing command skips the test.
+func CtlRun(args ...string) (string, error) {
+	if err := CheckCtlTarget(); err != nil {
+		return "", err
+	}
+	out, err := ctlCmd(args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", ctlName(), strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
 var (
 	targetOnce sync.Once
 	targetErr  error
