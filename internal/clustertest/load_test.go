@@ -353,8 +353,10 @@ func maps(m map[string]int) map[string]int {
 	return out
 }
 
-// longestGap is the longest time in [from, to] (since l.start) without a
-// handler call of times.
+// longestGap is the longest time between from and the last handler call of
+// times before to (all since l.start) without a handler call. The time
+// after the last call is not a stall: it is the wait for what is settled
+// to show (a parking confirm, a count).
 func longestGap(times []time.Duration, from, to time.Duration) time.Duration {
 	ts := slices.Clone(times)
 	slices.Sort(ts)
@@ -369,7 +371,7 @@ func longestGap(times []time.Duration, from, to time.Duration) time.Duration {
 		gap = max(gap, x-last)
 		last = x
 	}
-	return max(gap, to-last)
+	return gap
 }
 
 // row is c as a Markdown table row.
