@@ -219,15 +219,6 @@ func (o *connOptions) connected(url string) {
 	}
 }
 
-// sessionEnded reports a Consumer's session that ended, or failed to start,
-// with err; a lost connection's err wraps ErrConnectionLost.
-func (o *connOptions) sessionEnded(url string, err error, retryIn time.Duration) {
-	o.logger.Warn("consumer session ended; retrying", "broker", redact(url), "error", err, "in", retryIn)
-	if f := o.hooks.OnDisconnect; f != nil {
-		f(DisconnectEvent{Broker: redact(url), Err: err, RetryIn: retryIn})
-	}
-}
-
 func (o *connOptions) disconnected(url string, err error, retryIn time.Duration) {
 	o.logger.Warn("connection failed; retrying", "broker", redact(url), "error", err, "in", retryIn)
 	if f := o.hooks.OnDisconnect; f != nil {

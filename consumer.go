@@ -115,7 +115,7 @@ func (c *Consumer) loop(ctx context.Context, run *running) error {
 			b.Reset()
 		}
 		wait := b.NextBackOff()
-		c.opts.sessionEnded(url, err, wait)
+		c.opts.disconnected(url, err, wait)
 		if sleep(ctx, wait) != nil {
 			return nil
 		}
