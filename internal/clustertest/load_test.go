@@ -87,6 +87,7 @@ type load struct {
 	consumerDown []string       // the errors of the consumer's ended sessions
 	publisherEvt map[string]int // the Publisher's OnConnect and OnDisconnect counts
 	pubDownErr   []string
+	parkedSeen   int // what the parking queue held when last counted
 }
 
 type span struct{ from, to time.Time }
@@ -266,6 +267,14 @@ func (l *load) settledOK() (ok bool, missing int) {
 	return missing == 0, missing
 }
 
+// progress says how far the messages got.
+func (l *load) progress() string {
+	_, missing := l.settledOK()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprintf("%d messages not yet succeeded, %d of %d parked", missing, l.parkedSeen, l.wantParked())
+}
+
 func (l *load) wantParked() int {
 	n := 0
 	for i := range l.n {
@@ -287,7 +296,8 @@ type counts struct {
 	Wrong          int // a message with the wrong outcome or attempt
 	Duplicates     int
 	DuplicateBound int
-	MaxCalls       int // the most handler calls one message had
+	MaxCalls       int           // the most handler calls one message had
+	Outage         time.Duration // from the fault until the node was back
 	Stall          time.Duration
 	RetryStall     time.Duration
 	NackRun        time.Duration
@@ -385,13 +395,13 @@ func (c counts) row() string {
 	if len(errs) == 0 {
 		errs = []string{"none"}
 	}
-	return fmt.Sprintf("| %s | %d | %s | %d | %d | %d | %d (≤ %d) | %d | %.1fs | %.1fs | %.1fs | %.1fs |",
-		c.Fault, c.Published, strings.Join(errs, ", "), c.Succeeded, c.Parked, c.Lost, c.Duplicates, c.DuplicateBound,
+	return fmt.Sprintf("| %s | %.1fs | %d | %s | %d | %d | %d | %d (≤ %d) | %d | %.1fs | %.1fs | %.1fs | %.1fs |",
+		c.Fault, c.Outage.Seconds(), c.Published, strings.Join(errs, ", "), c.Succeeded, c.Parked, c.Lost, c.Duplicates, c.DuplicateBound,
 		c.MaxCalls, c.Stall.Seconds(), c.RetryStall.Seconds(), c.NackRun.Seconds(), c.Settle.Seconds())
 }
 
-const tableHead = "| fault | published | publish errors (retried) | succeeded | parked | lost | duplicates (bound) | max calls/msg | stall | retry stall | nack run | settle |\n" +
-	"|---|---|---|---|---|---|---|---|---|---|---|---|"
+const tableHead = "| fault | outage | published | publish errors (retried) | succeeded | parked | lost | duplicates (bound) | max calls/msg | stall | retry stall | nack run | settle |\n" +
+	"|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 
 // report logs the row and appends it to DLXRETRY_CLUSTER_REPORT's file.
 func report(t *testing.T, c counts) {
