@@ -93,8 +93,9 @@ type load struct {
 type span struct{ from, to time.Time }
 
 func newLoad(n int, topo dlxretry.Topology) *load {
+	start := time.Now()
 	return &load{
-		n: n, topo: topo, start: time.Now(), log: newLogCounter(),
+		n: n, topo: topo, start: start, log: newLogCounter(start),
 		published: make([]int, n), succeeded: make([]int, n), calls: make([]int, n),
 		pubErrs: map[string]int{}, pubErrSample: map[string]string{},
 		wrongAttempt: map[int]int{}, publisherEvt: map[string]int{},

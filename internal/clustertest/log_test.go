@@ -7,20 +7,24 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // logCounter is a slog.Handler that counts records by who logged them
 // (see logger), level and message, and keeps the attributes of the first
-// record of each.
+// record of each and when the first and last were logged.
 type logCounter struct {
 	mu    *sync.Mutex
+	start time.Time
 	count map[string]int
 	first map[string]string
+	when  map[string][2]time.Duration // first, last since start
 	attrs []slog.Attr
 }
 
-func newLogCounter() *logCounter {
-	return &logCounter{mu: &sync.Mutex{}, count: map[string]int{}, first: map[string]string{}}
+func newLogCounter(start time.Time) *logCounter {
+	return &logCounter{mu: &sync.Mutex{}, start: start, count: map[string]int{}, first: map[string]string{},
+		when: map[string][2]time.Duration{}}
 }
 
 func (h *logCounter) Enabled(context.Context, slog.Level) bool { return true }
@@ -38,9 +42,12 @@ func (h *logCounter) Handle(_ context.Context, r slog.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.count[key]++
+	at := r.Time.Sub(h.start)
 	if _, ok := h.first[key]; !ok {
 		h.first[key] = b.String()
+		h.when[key] = [2]time.Duration{at, at}
 	}
+	h.when[key] = [2]time.Duration{h.when[key][0], at}
 	return nil
 }
 
@@ -57,8 +64,9 @@ func (h *logCounter) logger(who string) *slog.Logger {
 	return slog.New(h.WithAttrs([]slog.Attr{slog.String("who", who)}))
 }
 
-// summary is one line per distinct record: count, level, message and the
-// first one's attributes.
+// summary is one line per distinct record: count, when the first and the
+// last were logged (since the start), level, message and the first one's
+// attributes.
 func (h *logCounter) summary() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -69,7 +77,8 @@ func (h *logCounter) summary() string {
 	sort.Strings(keys)
 	var b strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, "  %5d× %s —%s\n", h.count[k], k, h.first[k])
+		w := h.when[k]
+		fmt.Fprintf(&b, "  %5d× %5.1fs–%5.1fs %s —%s\n", h.count[k], w[0].Seconds(), w[1].Seconds(), k, h.first[k])
 	}
 	return b.String()
 }
