@@ -28,8 +28,12 @@ type Broker interface {
 //
 // The connection is made when first needed and, once lost, made again when
 // next needed, with backoff ([WithReconnectDelay]), trying the brokers of
-// [WithURLs] in turn. A Consumer's session ends with the connection and
-// resumes on the next one; a Publisher publishes on the next one.
+// [WithURLs] in turn, starting with the one after the broker whose
+// connection was lost (in a cluster, that node may be down). A Consumer's
+// session ends with the connection and resumes on the next one; a Publisher
+// publishes on the next one. A lost connection is logged and reported to
+// [Hooks].OnDisconnect with an error wrapping [ErrConnectionLost] as soon as
+// it is lost.
 //
 // One connection carries everyone's frames: while the broker blocks it for
 // a resource alarm, a Consumer's acks on it wait too, which is why RabbitMQ
@@ -53,7 +57,18 @@ type Conn struct {
 	cur  *link
 	next int  // the URL to try first
 	up   bool // a connection has been up: WithConnectTimeout no longer applies
+
+	// sessions marks a Consumer's own connection: the Consumer reports a
+	// lost connection to OnDisconnect as the end of its session, so the
+	// Conn only logs it. Set before first use.
+	sessions bool
 }
+
+// ErrConnectionLost is wrapped by the error of a connection that was up and
+// was lost (the broker closed it, its node went down, the network failed):
+// the one a [Conn] reports to [Hooks].OnDisconnect, and the one that ends a
+// [Consumer]'s session. It wraps the cause too, often an *amqp.Error.
+var ErrConnectionLost = errors.New("dlxretry: connection lost")
 
 // NewConn checks url and the options and returns a Conn that connects to url,
 // or to the URLs of [WithURLs] in turn, when first needed. It does not
@@ -166,6 +181,11 @@ func (c *Conn) link(ctx context.Context) (*link, error) {
 	if c.cur != nil && !c.cur.conn.IsClosed() {
 		return c.cur, nil
 	}
+	if c.cur != nil {
+		// Lost: start with the next broker, the lost one's node may be down.
+		c.next = c.cur.index + 1
+		c.cur = nil
+	}
 	l, err := c.redial(ctx)
 	if err != nil {
 		return nil, err
@@ -186,11 +206,13 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 	b := newBackoff(c.opts.reconnectMin, c.opts.reconnectMax)
 	var last failure // the last attempt that failed by itself, not cut short by ctx
 	for n := 1; ; n++ {
-		url := c.urls[c.next%len(c.urls)]
+		index := c.next % len(c.urls)
+		url := c.urls[index]
 		conn, sock, err := dial(ctx, url, &c.opts)
 		if err == nil {
+			c.next = index
 			c.opts.connected(url)
-			return newLink(conn, sock, url, c.opts.logger), nil
+			return newLink(conn, sock, url, index, c.opts.logger, c.lost), nil
 		}
 		c.next++
 		if refused(err) {
@@ -205,6 +227,14 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 		if ctx.Err() != nil {
 			return nil, c.gaveUp(ctx, n, cmp.Or(last, failure{url, err}))
 		}
+	}
+}
+
+// lost reports l's connection, lost with err.
+func (c *Conn) lost(l *link, err error) {
+	c.opts.logger.Warn("connection lost", "broker", redact(l.url), "error", err)
+	if f := c.opts.hooks.OnDisconnect; f != nil && !c.sessions {
+		f(DisconnectEvent{Broker: redact(l.url), Err: err})
 	}
 }
 
@@ -235,29 +265,87 @@ func within(ctx, life context.Context) (_ context.Context, done func()) {
 
 // link is one AMQP connection of a Conn.
 type link struct {
-	conn *amqp.Connection
-	sock net.Conn // the TCP connection under TLS and AMQP
-	url  string
-	log  *slog.Logger
+	conn  *amqp.Connection
+	sock  net.Conn // the TCP connection under TLS and AMQP
+	url   string
+	index int // url's place among the Conn's URLs
+	log   *slog.Logger
 
 	mu        sync.Mutex
 	unblocked chan struct{} // closed while the broker lets the connection publish
+	quit      bool          // the library closed the connection: not lost
+	gone      chan struct{} // closed once the connection is closed
+	cause     error         // why, once gone: wraps ErrConnectionLost
 }
 
-func newLink(conn *amqp.Connection, sock net.Conn, url string, log *slog.Logger) *link {
-	l := &link{conn: conn, sock: sock, url: url, log: log, unblocked: make(chan struct{})}
+// newLink follows conn, calling lost once if conn is lost, rather than
+// closed by close.
+func newLink(conn *amqp.Connection, sock net.Conn, url string, index int, log *slog.Logger, lost func(*link, error)) *link {
+	l := &link{conn: conn, sock: sock, url: url, index: index, log: log,
+		unblocked: make(chan struct{}), gone: make(chan struct{})}
 	close(l.unblocked)
-	go l.followBlocked(conn.NotifyBlocked(make(chan amqp.Blocking, 1)))
+	go l.follow(conn.NotifyBlocked(make(chan amqp.Blocking, 1)), conn.NotifyClose(make(chan *amqp.Error, 1)), lost)
 	return l
 }
 
-// followBlocked keeps track of connection.blocked and connection.unblocked
-// until the connection closes its notification channel.
-func (l *link) followBlocked(blockings <-chan amqp.Blocking) {
-	for b := range blockings {
-		l.setBlocked(b.Active)
+// follow keeps track of connection.blocked and connection.unblocked until
+// the connection closes, then says why it closed. It is the goroutine that
+// a connection has besides amqp091-go's own.
+func (l *link) follow(blockings <-chan amqp.Blocking, closes <-chan *amqp.Error, lost func(*link, error)) {
+	for {
+		select {
+		case b, ok := <-blockings:
+			if !ok {
+				blockings = nil // closed with the connection: closes says why
+				continue
+			}
+			l.setBlocked(b.Active)
+		case e := <-closes:
+			l.setBlocked(false) // closed: nothing to wait for
+			if l.closed(e) && lost != nil {
+				lost(l, l.cause)
+			}
+			return
+		}
 	}
-	l.setBlocked(false) // closed: nothing to wait for
+}
+
+// closed records why the connection closed and reports whether it was lost
+// rather than closed by the library.
+func (l *link) closed(e *amqp.Error) (lost bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var cause error = amqp.ErrClosed // closed without an error: by this side
+	if e != nil {
+		cause = e
+	}
+	l.cause = fmt.Errorf("%w: %w", ErrConnectionLost, cause)
+	close(l.gone)
+	return !l.quit
+}
+
+// explain returns err, the error of a call on the connection, or, if the
+// connection is closed, why it closed: the connection's loss explains the
+// call's failure better than the call's own error, which names the channel.
+func (l *link) explain(err error) error {
+	if err != nil && l.conn.IsClosed() {
+		return l.lost()
+	}
+	return err
+}
+
+// lost returns why the closed connection closed, wrapping ErrConnectionLost,
+// waiting for it a moment at most: amqp091-go tells it before it closes
+// the channels.
+func (l *link) lost() error {
+	select {
+	case <-l.gone:
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("%w: %w", ErrConnectionLost, amqp.ErrClosed)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cause
 }
 
 func (l *link) setBlocked(blocked bool) {
@@ -371,6 +459,9 @@ func (l *link) abort() {
 
 // close closes the connection within closeTimeout.
 func (l *link) close() error {
+	l.mu.Lock()
+	l.quit = true
+	l.mu.Unlock()
 	err := l.conn.CloseDeadline(time.Now().Add(closeTimeout))
 	if errors.Is(err, amqp.ErrClosed) {
 		return nil

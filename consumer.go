@@ -46,7 +46,9 @@ func NewConsumer[B Broker](broker B, t Topology, h Handler, opts ...Option) (*Co
 	if err != nil {
 		return nil, err
 	}
-	if !isOwn {
+	if isOwn {
+		conn.sessions = true // a lost connection is reported as the session's end
+	} else {
 		p.opts.reconnectMin, p.opts.reconnectMax = conn.opts.reconnectMin, conn.opts.reconnectMax
 	}
 	return &Consumer{conn: conn, own: isOwn, topo: t, proc: p, opts: p.opts}, nil
@@ -152,7 +154,7 @@ func (c *Consumer) serve(ctx context.Context, run *running) (string, time.Durati
 		defer s.close()
 	}
 	if err != nil {
-		return url, 0, err
+		return url, 0, l.explain(err)
 	}
 	defer s.stop()
 	start := time.Now()
@@ -241,10 +243,7 @@ func (c *Consumer) supervise(ctx context.Context, s *session, run *running) erro
 		s.cancelConsumer() // the channel stays open for the acks of handlers in flight
 		return run.drain()
 	}
-	if s.conn.IsClosed() {
-		err = fmt.Errorf("dlxretry: connection lost: %w", err)
-	}
-	return err
+	return s.link.explain(err)
 }
 
 // cancelConsumer stops deliveries, within closeTimeout.
