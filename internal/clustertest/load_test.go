@@ -137,7 +137,7 @@ func (l *load) handle(ctx context.Context, d *dlxretry.Delivery) error {
 
 func (l *load) consumerHooks() dlxretry.Hooks {
 	return dlxretry.Hooks{
-		OnPark: func(e dlxretry.ParkEvent) {
+		OnRetry: func(_ context.Context, e dlxretry.RetryEvent) {
 			if e.ParkErr != nil {
 				l.mu.Lock()
 				l.parkFailures++
