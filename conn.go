@@ -64,12 +64,6 @@ type Conn struct {
 	sessions bool
 }
 
-// ErrConnectionLost is wrapped by the error of a connection that was up and
-// was lost (the broker closed it, its node went down, the network failed):
-// the one a [Conn] reports to [Hooks].OnDisconnect, and the one that ends a
-// [Consumer]'s session. It wraps the cause too, often an *amqp.Error.
-var ErrConnectionLost = errors.New("dlxretry: connection lost")
-
 // NewConn checks url and the options and returns a Conn that connects to url,
 // or to the URLs of [WithURLs] in turn, when first needed. It does not
 // connect.

@@ -2,7 +2,6 @@ package dlxretry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,11 +11,6 @@ import (
 
 // consumerTag names the consumer on its channel.
 const consumerTag = "dlxretry"
-
-// ErrConsumerCancelled is why a session ends when the broker cancels the
-// consumer, for example because its queue was deleted; [Consumer.Run]
-// reconnects and declares the topology again.
-var ErrConsumerCancelled = errors.New("dlxretry: the broker cancelled the consumer")
 
 // Consumer consumes a [Topology]'s work queue and runs a [Handler] on each
 // delivery, settling it as [Wrap] does. Create it with [NewConsumer] and

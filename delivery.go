@@ -28,10 +28,6 @@ type Delivery struct {
 	ack    amqp.Acknowledger // the channel the delivery came from
 }
 
-// ErrSettledByLibrary is what [Delivery]'s Ack, Nack and Reject return: the
-// library acks, retries or parks the delivery from what the handler returns.
-var ErrSettledByLibrary = errors.New("dlxretry: the library settles deliveries; return nil, an error or Permanent(err) instead")
-
 // refuse is the Acknowledger a handler's Delivery carries.
 type refuse struct{}
 

@@ -49,6 +49,39 @@ var ErrUnconfirmed = errors.New("dlxretry: channel closed before the broker conf
 // with a negative confirm.
 var ErrNacked = errors.New("dlxretry: message nacked by broker")
 
+// ErrConnectionLost is wrapped by the error of a connection that was up and
+// was lost (the broker closed it, its node went down, the network failed):
+// the one a [Conn] reports to [Hooks].OnDisconnect, and the one that ends a
+// [Consumer]'s session. It wraps the cause too, often an *amqp.Error.
+var ErrConnectionLost = errors.New("dlxretry: connection lost")
+
+// ErrConsumerCancelled is why a session ends when the broker cancels the
+// consumer, for example because its queue was deleted; [Consumer.Run]
+// reconnects and declares the topology again.
+var ErrConsumerCancelled = errors.New("dlxretry: the broker cancelled the consumer")
+
+// ErrSettledByLibrary is what [Delivery]'s Ack, Nack and Reject return: the
+// library acks, retries or parks the delivery from what the handler returns.
+var ErrSettledByLibrary = errors.New("dlxretry: the library settles deliveries; return nil, an error or Permanent(err) instead")
+
+// ErrRedeliveryLimit is the failure recorded, without running the handler,
+// for a delivery that came back unacked more times than WithRedeliveryLimit
+// allows: its handler keeps crashing the consumer.
+var ErrRedeliveryLimit = errors.New("dlxretry: delivery came back unacked too often")
+
+// ErrShutdownTimeout is wrapped by the *[ShutdownError] that [Consumer.Run]
+// returns when handlers were still running at the shutdown timeout.
+var ErrShutdownTimeout = errors.New("dlxretry: handlers still running at the shutdown timeout")
+
+// ErrUnreadableHistory is the failure recorded, without running the handler,
+// for a message whose x-death header the broker cannot have written: an entry
+// that is not a table, a count that is not a positive integer, or more
+// rejections than the schedule allows. Any publisher can set such a header,
+// and handing the message to the broker's dead-lettering could crash the
+// queue (RabbitMQ 3.x does arithmetic on the count), so the message is parked
+// with the header moved aside under [HeaderUnreadableDeaths].
+var ErrUnreadableHistory = errors.New("dlxretry: unreadable x-death header")
+
 // ConfigError reports an invalid [Topology] field or option value.
 type ConfigError struct {
 	Field   string // for example "Topology.Delays[1]" or "WithPrefetch"

@@ -14,11 +14,6 @@ import (
 	"github.com/dlxretry/dlxretry/internal/wire"
 )
 
-// ErrRedeliveryLimit is the failure recorded, without running the handler,
-// for a delivery that came back unacked more times than WithRedeliveryLimit
-// allows: its handler keeps crashing the consumer.
-var ErrRedeliveryLimit = errors.New("dlxretry: delivery came back unacked too often")
-
 type action int
 
 const (

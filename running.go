@@ -2,17 +2,12 @@ package dlxretry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-// ErrShutdownTimeout is wrapped by the *[ShutdownError] that [Consumer.Run]
-// returns when handlers were still running at the shutdown timeout.
-var ErrShutdownTimeout = errors.New("dlxretry: handlers still running at the shutdown timeout")
 
 // ShutdownError names the handlers still running when [Consumer.Run]
 // returned at its shutdown timeout. Their contexts are cancelled and the

@@ -151,15 +151,6 @@ func asTime(v any) time.Time {
 	return time.Time{}
 }
 
-// ErrUnreadableHistory is the failure recorded, without running the handler,
-// for a message whose x-death header the broker cannot have written: an entry
-// that is not a table, a count that is not a positive integer, or more
-// rejections than the schedule allows. Any publisher can set such a header,
-// and handing the message to the broker's dead-lettering could crash the
-// queue (RabbitMQ 3.x does arithmetic on the count), so the message is parked
-// with the header moved aside under [HeaderUnreadableDeaths].
-var ErrUnreadableHistory = errors.New("dlxretry: unreadable x-death header")
-
 // Bounds on a death history the broker could have written.
 const (
 	maxDeathEntries = 256     // one per (queue, reason) the message passed through
