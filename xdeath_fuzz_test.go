@@ -2,29 +2,22 @@ package dlxretry_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dlxretry/dlxretry"
-	"github.com/dlxretry/dlxretry/internal/brokertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // FuzzParseDeaths feeds ParseDeaths headers decoded from an AMQP 0-9-1 field
 // table in wire format, the form in which the broker sends them. Its seeds
 // are the hand-made tables below and the headers of real deliveries in
-// testdata/fuzz/FuzzParseDeaths (captured-*, see TestCaptureXDeathCorpus).
+// testdata/xdeath-captured-*.json (see TestCaptureXDeathCorpus).
 func FuzzParseDeaths(f *testing.F) {
 	for _, h := range wireSeedHeaders() {
 		b, err := encodeWireTable(h)
@@ -32,6 +25,19 @@ func FuzzParseDeaths(f *testing.F) {
 			f.Fatalf("encode seed: %v", err)
 		}
 		f.Add(b)
+	}
+	files, err := readCapturedFiles()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, file := range files {
+		for _, d := range file.Deliveries {
+			b, err := encodeWireTable(amqp.Table(d.Headers))
+			if err != nil {
+				f.Fatalf("encode %s: %v", d.Name, err)
+			}
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		headers, err := decodeWireTable(data)
@@ -237,109 +243,6 @@ func sameStrings(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// TestParseDeathsCorpus runs the parser on the fuzz corpus. The captured-*
-// files hold headers of real deliveries that had been rejected: they must
-// parse without error and have a {queue, rejected} entry counting at least 1.
-func TestParseDeathsCorpus(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "fuzz", "FuzzParseDeaths", "*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	captured := 0
-	for _, file := range files {
-		name := filepath.Base(file)
-		if !strings.HasPrefix(name, "captured-") {
-			continue
-		}
-		captured++
-		t.Run(name, func(t *testing.T) {
-			headers := readWireCorpusFile(t, file)
-			checkDeathsInvariants(t, headers)
-			deaths, err := dlxretry.ParseDeaths(headers)
-			if err != nil {
-				t.Fatalf("ParseDeaths: %v", err)
-			}
-			checkCapturedRejection(t, deaths, capturedKey(t, name))
-		})
-	}
-	if captured == 0 {
-		t.Fatal("no captured-* files in testdata/fuzz/FuzzParseDeaths; run go test -run TestCaptureXDeathCorpus -capture-xdeath")
-	}
-}
-
-// capturedKey is the routing key the message of a captured-<type>-<tag>-<n>
-// file was published with.
-func capturedKey(t *testing.T, name string) string {
-	t.Helper()
-	parts := strings.Split(name, "-")
-	if len(parts) != 4 {
-		t.Fatalf("%s: want captured-<type>-<tag>-<n>", name)
-	}
-	for _, s := range xdeathScenarios {
-		if s.tag == parts[2] {
-			return s.key
-		}
-	}
-	t.Fatalf("%s: no scenario %q", name, parts[2])
-	return ""
-}
-
-// checkCapturedRejection checks a real header: the work queue's rejected
-// entry counts at least one failure and still holds the key the message was
-// published with, not a tier key, however often it went round the tiers.
-func checkCapturedRejection(t *testing.T, deaths dlxretry.Deaths, wantKey string) {
-	t.Helper()
-	for _, d := range deaths {
-		if d.Reason != dlxretry.ReasonRejected {
-			continue
-		}
-		if n := deaths.Rejections(d.Queue); n < 1 {
-			t.Fatalf("Rejections(%q) = %d, want >= 1", d.Queue, n)
-		}
-		key, ok := deaths.OriginalRoutingKey(d.Queue)
-		if !ok || key != wantKey {
-			t.Fatalf("OriginalRoutingKey(%q) = %q, %v; want the publisher's %q", d.Queue, key, ok, wantKey)
-		}
-		if d.Time.IsZero() || d.Exchange == "" {
-			t.Fatalf("rejected entry lacks time or exchange: %+v", d)
-		}
-		return
-	}
-	t.Fatalf("no {queue, rejected} entry in %+v", deaths)
-}
-
-// readWireCorpusFile reads a corpus file holding one []byte value and decodes it.
-func readWireCorpusFile(t *testing.T, file string) amqp.Table {
-	t.Helper()
-	text, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
-	if len(lines) != 2 || lines[0] != "go test fuzz v1" {
-		t.Fatalf("%s is not a one-value go test fuzz v1 file", file)
-	}
-	quoted, ok := strings.CutPrefix(lines[1], "[]byte(")
-	if quoted, ok = strings.CutSuffix(quoted, ")"); !ok {
-		t.Fatalf("%s: want a []byte(...) value, got %.40s", file, lines[1])
-	}
-	data, err := strconv.Unquote(quoted)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	headers, err := decodeWireTable([]byte(data))
-	if err != nil {
-		t.Fatalf("%s: decode: %v", file, err)
-	}
-	return headers
-}
-
-// writeWireCorpusFile writes data as a corpus file for FuzzParseDeaths.
-func writeWireCorpusFile(dir, name string, data []byte) error {
-	text := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-	return os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644)
 }
 
 // The AMQP 0-9-1 field-table codec below is the subset of the wire format
@@ -630,219 +533,4 @@ func writeWireNumber(w *bytes.Buffer, v any) error {
 		w.WriteByte(byte(n >> (8 * i)))
 	}
 	return nil
-}
-
-var flagCaptureXDeath = flag.Bool("capture-xdeath", false,
-	"run TestCaptureXDeathCorpus: write headers of real dead-lettered deliveries to testdata/fuzz/FuzzParseDeaths")
-
-// xdeathScenario is a message TestCaptureXDeathCorpus sends round the tiers.
-type xdeathScenario struct {
-	tag        string   // its body, and part of the file names
-	key        string   // the routing key it is published with
-	cc         []string // its CC header
-	expire     bool     // first expires from a queue with per-message expiration
-	crash      bool     // returned unacked (requeued) once before each rejection
-	rejections int      // nacks (requeue=false) before it is acked
-	pause      time.Duration
-}
-
-var xdeathScenarios = []xdeathScenario{
-	// The pause makes each rejection fall in another second, so that a
-	// changing x-death time shows.
-	{tag: "retry", key: "order.created", rejections: 4, pause: 1100 * time.Millisecond},
-	{tag: "cc", key: "order.updated", cc: []string{"order.audit"}, rejections: 2},
-	{tag: "expired", key: "order.expired", expire: true, rejections: 2},
-	{tag: "crash", key: "order.crashed", crash: true, rejections: 2},
-}
-
-// TestCaptureXDeathCorpus is a tool, not a check: with -capture-xdeath it
-// sends messages round the retry tiers of a real broker, classic and quorum,
-// and writes the headers of every delivery that carries a rejection to
-// testdata/fuzz/FuzzParseDeaths/captured-*, replacing the files there. Run it
-// with -v to see how the broker keeps x-death.
-func TestCaptureXDeathCorpus(t *testing.T) {
-	if !*flagCaptureXDeath {
-		t.Skip("a tool: run with -capture-xdeath to rewrite the captured-* corpus files")
-	}
-	dir := filepath.Join("testdata", "fuzz", "FuzzParseDeaths")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "captured-*"))
-	for _, f := range old {
-		if err := os.Remove(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, typ := range []dlxretry.QueueType{dlxretry.Classic, dlxretry.Quorum} {
-		t.Run(string(typ), func(t *testing.T) { captureXDeaths(t, typ, dir) })
-	}
-}
-
-func captureXDeaths(t *testing.T, typ dlxretry.QueueType, dir string) {
-	topo := dlxretry.Topology{
-		Queue:       brokertest.Name(t, "q"),
-		Delays:      []time.Duration{20 * time.Millisecond, 40 * time.Millisecond},
-		MaxAttempts: 10,
-		Type:        typ,
-		Exchange:    brokertest.Name(t, "x"),
-	}
-	expireQueue := brokertest.Name(t, "expire")
-	conn := brokertest.Dial(t)
-	ch := captureChannel(t, conn)
-	if err := topo.Declare(context.Background(), ch); err != nil {
-		t.Fatalf("declare: %v", err)
-	}
-	t.Cleanup(func() {
-		ch := captureChannel(t, conn)
-		if err := topo.Delete(context.Background(), ch); err != nil {
-			t.Errorf("delete topology: %v", err)
-		}
-		if _, err := ch.QueueDelete(expireQueue, false, false, false); err != nil {
-			t.Errorf("delete %s: %v", expireQueue, err)
-		}
-	})
-	// Messages expire here and dead-letter into the work queue.
-	_, err := ch.QueueDeclare(expireQueue, true, false, false, false, amqp.Table{
-		"x-queue-type":              string(typ),
-		"x-dead-letter-exchange":    topo.Exchange,
-		"x-dead-letter-routing-key": "order.expired",
-	})
-	if err != nil {
-		t.Fatalf("declare %s: %v", expireQueue, err)
-	}
-	deliveries := captureConsume(t, conn, topo.Queue)
-	capturePublish(t, ch, topo.Exchange, expireQueue)
-	captureDeliveries(t, deliveries, string(typ), dir)
-}
-
-func captureChannel(t *testing.T, conn *amqp.Connection) *amqp.Channel {
-	t.Helper()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("open channel: %v", err)
-	}
-	return ch
-}
-
-func captureConsume(t *testing.T, conn *amqp.Connection, queue string) <-chan amqp.Delivery {
-	t.Helper()
-	ch := captureChannel(t, conn)
-	if err := ch.Qos(10, 0, false); err != nil {
-		t.Fatal(err)
-	}
-	deliveries, err := ch.Consume(queue, "", false, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("consume: %v", err)
-	}
-	return deliveries
-}
-
-func capturePublish(t *testing.T, ch *amqp.Channel, exchange, expireQueue string) {
-	t.Helper()
-	if err := ch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range xdeathScenarios {
-		msg := amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(s.tag)}
-		x, key := exchange, s.key
-		if s.cc != nil {
-			msg.Headers = amqp.Table{"CC": stringsToArray(s.cc)}
-		}
-		if s.expire {
-			x, key, msg.Expiration = "", expireQueue, "20"
-		}
-		dc, err := ch.PublishWithDeferredConfirm(x, key, true, false, msg)
-		if err != nil || !dc.Wait() {
-			t.Fatalf("publish %s: %v (or nacked)", s.tag, err)
-		}
-	}
-}
-
-func stringsToArray(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
-	}
-	return out
-}
-
-// captureDeliveries plays each scenario out and writes the headers of
-// every delivery that comes after a rejection.
-func captureDeliveries(t *testing.T, deliveries <-chan amqp.Delivery, typ, dir string) {
-	t.Helper()
-	byTag := map[string]xdeathScenario{}
-	for _, s := range xdeathScenarios {
-		byTag[s.tag] = s
-	}
-	rejected, crashed, seq := map[string]int{}, map[string]int{}, map[string]int{}
-	timeout := time.After(time.Minute)
-	for done := 0; done < len(xdeathScenarios); {
-		var d amqp.Delivery
-		select {
-		case d = <-deliveries:
-		case <-timeout:
-			t.Fatalf("timed out; rejections so far: %v", rejected)
-		}
-		s, n := byTag[string(d.Body)], rejected[string(d.Body)]
-		seq[s.tag]++
-		logXDeathDelivery(t, typ, s.tag, seq[s.tag], d)
-		if n > 0 {
-			writeCapturedHeaders(t, dir, fmt.Sprintf("captured-%s-%s-%02d", typ, s.tag, seq[s.tag]), d.Headers)
-		}
-		var err error
-		switch {
-		case s.crash && crashed[s.tag] <= n:
-			crashed[s.tag]++
-			err = d.Reject(true)
-		case n < s.rejections:
-			time.Sleep(s.pause)
-			rejected[s.tag]++
-			err = d.Nack(false, false)
-		default:
-			done++
-			err = d.Ack(false)
-		}
-		if err != nil {
-			t.Fatalf("settle %s: %v", s.tag, err)
-		}
-	}
-}
-
-func writeCapturedHeaders(t *testing.T, dir, name string, headers amqp.Table) {
-	t.Helper()
-	b, err := encodeWireTable(headers)
-	if err != nil {
-		t.Fatalf("encode headers %v: %v", headers, err)
-	}
-	if err := writeWireCorpusFile(dir, name, b); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// logXDeathDelivery logs what the broker put on a delivery: its routing key
-// and exchange, the x-death entries in the order received, and the other headers.
-func logXDeathDelivery(t *testing.T, typ, tag string, seq int, d amqp.Delivery) {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s #%d: routing key %q, exchange %q, redelivered %v\n", typ, tag, seq, d.RoutingKey, d.Exchange, d.Redelivered)
-	deaths, err := dlxretry.ParseDeaths(d.Headers)
-	for _, x := range deaths {
-		fmt.Fprintf(&b, "    x-death {%s, %s} count %d, time %s, exchange %q, routing-keys %q, original-expiration %q\n",
-			x.Queue, x.Reason, x.Count, x.Time.UTC().Format(time.TimeOnly), x.Exchange, x.RoutingKeys, x.OriginalExpiration)
-	}
-	if err != nil {
-		fmt.Fprintf(&b, "    ParseDeaths error: %v\n", err)
-	}
-	keys := make([]string, 0, len(d.Headers))
-	for k := range d.Headers {
-		if k != "x-death" {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "    %s = %v (%T)\n", k, d.Headers[k], d.Headers[k])
-	}
-	t.Log(b.String())
 }

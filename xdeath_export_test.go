@@ -1,0 +1,5 @@
+package dlxretry
+
+// CheckDeaths is checkDeaths, the check the consumer runs before it trusts
+// a death history, for the tests in package dlxretry_test.
+var CheckDeaths = checkDeaths
