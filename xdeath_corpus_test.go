@@ -153,23 +153,29 @@ func untaggedArray(b []byte) ([]any, error) {
 	return list, nil
 }
 
-// readCapturedFiles reads every testdata/xdeath-captured-*.json file.
-func readCapturedFiles() ([]capturedFile, error) {
+// readCaptured reads the deliveries of every testdata/xdeath-captured-*.json
+// file, each named <broker>/<name>.
+func readCaptured() ([]capturedDelivery, error) {
 	names, err := filepath.Glob(filepath.Join("testdata", "xdeath-captured-*.json"))
 	if err != nil {
 		return nil, err
 	}
-	files := make([]capturedFile, len(names))
-	for i, name := range names {
+	var all []capturedDelivery
+	for _, name := range names {
+		var f capturedFile
 		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			err = json.Unmarshal(b, &f)
 		}
-		if err := json.Unmarshal(b, &files[i]); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		for _, d := range f.Deliveries {
+			d.Name = f.Broker + "/" + d.Name
+			all = append(all, d)
+		}
 	}
-	return files, nil
+	return all, nil
 }
 
 // scalarMember is a tagged scalar as json.MarshalIndent lays it out.
@@ -191,25 +197,23 @@ func writeCapturedFile(name string, f capturedFile) error {
 // failure and still holds the key the message was published with, not a tier
 // key, however often the message went round the tiers.
 func TestParseDeathsCorpus(t *testing.T) {
-	files, err := readCapturedFiles()
+	captured, err := readCaptured()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
+	if len(captured) == 0 {
 		t.Fatal("no testdata/xdeath-captured-*.json; run go test -run TestCaptureXDeathCorpus -capture-xdeath")
 	}
-	for _, f := range files {
-		for _, d := range f.Deliveries {
-			t.Run(f.Broker+"/"+d.Name, func(t *testing.T) {
-				headers := amqp.Table(d.Headers)
-				checkDeathsInvariants(t, headers)
-				deaths, err := dlxretry.ParseDeaths(headers)
-				if err != nil {
-					t.Fatalf("ParseDeaths: %v", err)
-				}
-				checkCapturedRejection(t, headers, deaths, d.PublishedKey)
-			})
-		}
+	for _, d := range captured {
+		t.Run(d.Name, func(t *testing.T) {
+			headers := amqp.Table(d.Headers)
+			checkDeathsInvariants(t, headers)
+			deaths, err := dlxretry.ParseDeaths(headers)
+			if err != nil {
+				t.Fatalf("ParseDeaths: %v", err)
+			}
+			checkCapturedRejection(t, headers, deaths, d.PublishedKey)
+		})
 	}
 }
 
