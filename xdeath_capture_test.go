@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,7 @@ func TestCaptureXDeathCorpus(t *testing.T) {
 			f.Deliveries = append(f.Deliveries, captureXDeaths(t, conn, typ)...)
 		})
 	}
+	slices.SortFunc(f.Deliveries, func(a, b capturedDelivery) int { return strings.Compare(a.Name, b.Name) })
 	minor := strings.Join(strings.SplitN(version, ".", 3)[:2], ".")
 	name := filepath.Join("testdata", "xdeath-captured-rabbitmq-"+minor+".json")
 	if err := writeCapturedFile(name, f); err != nil {
