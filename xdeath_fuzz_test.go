@@ -28,10 +28,10 @@ func FuzzParseDeaths(f *testing.F) {
 func seedPrograms() [][]byte {
 	// entry is an x-death entry: a table of queue, reason and n more fields.
 	entry := func(queue, reason string, n int, fields ...any) []byte {
-		return program(append([]any{opTable, 2 + n, "queue", opString, queue, "reason", opString, reason}, fields...)...)
+		return assemble(append([]any{opTable, 2 + n, "queue", opString, queue, "reason", opString, reason}, fields...)...)
 	}
 	xdeath := func(values ...[]byte) []byte {
-		return slices.Concat(program(1, "x-death", opArray, len(values)), slices.Concat(values...))
+		return slices.Concat(assemble(1, "x-death", opArray, len(values)), slices.Concat(values...))
 	}
 	rejected := entry("orders", "rejected", 4, "count", opInt64, int64(2), "time", opTime, int64(1700000000),
 		"exchange", opString, "events", "routing-keys", opArray, 2, opString, "order.created", opString, "audit")
@@ -40,8 +40,8 @@ func seedPrograms() [][]byte {
 		"original-expiration", opString, "1000")
 	return [][]byte{
 		{},
-		program(1, "x-death", opNil),
-		program(2, "x-death", opString, "not an array", "x-first-death-queue", opString, "orders"),
+		assemble(1, "x-death", opNil),
+		assemble(2, "x-death", opString, "not an array", "x-first-death-queue", opString, "orders"),
 		xdeath(rejected, expired),
 		xdeath(rejected, rejected),
 		xdeath(entry("orders", "rejected", 1, "count", opInt64, int64(103))), // the most trusted for MaxAttempts 3
@@ -50,13 +50,13 @@ func seedPrograms() [][]byte {
 		xdeath(entry("orders", "rejected", 1, "count", opFloat64, int64(math.Float64bits(2)))),
 		xdeath(entry("orders", "rejected", 1, "count", opInt8, 0xff)),
 		xdeath(entry("orders", "rejected", 2, "count", opInt64, int64(1), "routing-keys", opArray, 1, opString, "")),
-		xdeath(program(opTable, 2, "queue", opString, "q", "count", opUint32, 0, 0, 0, 7), program(opString, "junk"),
-			program(opTable, 4, "queue", opBytes, "q", "reason", opString, "maxlen",
+		xdeath(assemble(opTable, 2, "queue", opString, "q", "count", opUint32, 0, 0, 0, 7), assemble(opString, "junk"),
+			assemble(opTable, 4, "queue", opBytes, "q", "reason", opString, "maxlen",
 				"count", opFloat64, int64(math.Float64bits(3.5)), "time", opInt32, 0, 0, 0, 5)),
 		xdeath(entry("q", "rejected", 3, "count", opUint16, 0, 3, "exchange", opBool, 1, "routing-keys", opArray, 5,
 			opInt16, 0, 1, opString, "k", opNil, opDecimal, 1, 0, 0, 0, 5, opString, "")),
-		xdeath(slices.Concat(program(opArray, 1, opTable, 1, "x-death", opArray, 1), rejected),
-			program(opFloat32, 0x3f, 0x80, 0, 0), program(opUint8, 1), program(opBool, 0)),
+		xdeath(slices.Concat(assemble(opArray, 1, opTable, 1, "x-death", opArray, 1), rejected),
+			assemble(opFloat32, 0x3f, 0x80, 0, 0), assemble(opUint8, 1), assemble(opBool, 0)),
 	}
 }
 
@@ -136,9 +136,9 @@ func (r *programReader) value() any {
 	}
 }
 
-// program assembles a header program: an int is a byte, an int64 8 bytes,
-// a string a text.
-func program(parts ...any) []byte {
+// assemble writes a header program: an int is a byte, an int64 8 bytes,
+// a string a text (of at most 127 bytes).
+func assemble(parts ...any) []byte {
 	var b []byte
 	for _, p := range parts {
 		switch p := p.(type) {
@@ -198,7 +198,7 @@ func checkEntriesKept(t *testing.T, list []any, deaths dlxretry.Deaths) int {
 	kept, seen := 0, map[[2]string]bool{}
 	for _, item := range list {
 		e, _ := item.(amqp.Table)
-		pair := [2]string{text(e["queue"]), text(e["reason"])}
+		pair := [2]string{fieldText(e["queue"]), fieldText(e["reason"])}
 		if pair[0] == "" || pair[1] == "" {
 			continue
 		}
@@ -208,11 +208,11 @@ func checkEntriesKept(t *testing.T, list []any, deaths dlxretry.Deaths) int {
 		}
 		seen[pair] = true
 		d, found := deaths.Find(pair[0], pair[1])
-		count, isInt := integer(e["count"])
+		count, isInt := fieldInt(e["count"])
 		at, isTime := e["time"].(time.Time)
-		keys, allText := texts(e["routing-keys"])
+		keys, allText := fieldTexts(e["routing-keys"])
 		if !found || isInt && d.Count != count || isTime && !d.Time.Equal(at) ||
-			d.Exchange != text(e["exchange"]) || d.OriginalExpiration != text(e["original-expiration"]) ||
+			d.Exchange != fieldText(e["exchange"]) || d.OriginalExpiration != fieldText(e["original-expiration"]) ||
 			allText && !slices.Equal(d.RoutingKeys, keys) {
 			t.Fatalf("entry %v read as %+v, %v", e, d, found)
 		}
@@ -241,28 +241,29 @@ func checkQueueHelpers(t *testing.T, deaths dlxretry.Deaths, queue string) {
 	}
 }
 
-// text is v's text when v is a string or a byte array, else "".
-func text(v any) string {
+// fieldText is v's text when v is a string or a byte array, else "".
+func fieldText(v any) string {
 	s, _ := v.(string)
 	b, _ := v.([]byte)
 	return s + string(b)
 }
 
-// texts is v's elements when v is an array of non-empty texts. (ParseDeaths
-// drops empty keys, though a message published with no key has the key "".)
-func texts(v any) ([]string, bool) {
+// fieldTexts is v's elements when v is an array of non-empty texts.
+// (ParseDeaths drops empty keys, though a message published with no key has
+// the key "": such arrays are left out of the comparison.)
+func fieldTexts(v any) ([]string, bool) {
 	list, ok := v.([]any)
 	out := make([]string, len(list))
 	for i, x := range list {
-		if out[i] = text(x); out[i] == "" {
+		if out[i] = fieldText(x); out[i] == "" {
 			return nil, false
 		}
 	}
 	return out, ok
 }
 
-// integer is v's value when v is an integer of any width.
-func integer(v any) (int64, bool) {
+// fieldInt is v's value when v is an integer of any width.
+func fieldInt(v any) (int64, bool) {
 	switch r := reflect.ValueOf(v); {
 	case r.CanInt():
 		return r.Int(), true
