@@ -92,8 +92,9 @@ func parseDeath(item any) (Death, bool) {
 	if keys, ok := t[xdeathKeys].([]any); ok {
 		d.RoutingKeys = make([]string, 0, len(keys))
 		for _, k := range keys {
-			if s := wire.String(k); s != "" {
-				d.RoutingKeys = append(d.RoutingKeys, s)
+			switch k.(type) {
+			case string, []byte: // "" too: the key of a message published without one
+				d.RoutingKeys = append(d.RoutingKeys, wire.String(k))
 			}
 		}
 	}
