@@ -83,6 +83,7 @@ type load struct {
 	handled      []time.Duration // when each handler call started, since start
 	retried      []time.Duration // the same for calls with Attempt >= 2
 	parkFailures int             // parkings that failed (the message went round again)
+	parkFailed   map[int]int     // id -> its parkings that failed
 	parkFailErr  string
 	consumerDown []string       // the errors of the consumer's ended sessions
 	publisherEvt map[string]int // the Publisher's OnConnect and OnDisconnect counts
@@ -98,7 +99,7 @@ func newLoad(n int, topo dlxretry.Topology) *load {
 		n: n, topo: topo, start: start, log: newLogCounter(start),
 		published: make([]int, n), succeeded: make([]int, n), calls: make([]int, n),
 		pubErrs: map[string]int{}, pubErrSample: map[string]string{},
-		wrongAttempt: map[int]int{}, publisherEvt: map[string]int{},
+		wrongAttempt: map[int]int{}, publisherEvt: map[string]int{}, parkFailed: map[int]int{},
 	}
 }
 
@@ -141,6 +142,7 @@ func (l *load) consumerHooks() dlxretry.Hooks {
 			if e.ParkErr != nil {
 				l.mu.Lock()
 				l.parkFailures++
+				l.parkFailed[parseID(e.Delivery.Body)]++
 				l.parkFailErr = e.ParkErr.Error()
 				l.mu.Unlock()
 			}
@@ -306,12 +308,24 @@ type counts struct {
 	ParkFailures   int
 }
 
-// account counts, by id, what became of every message, given what the
-// parking queue held.
-func (l *load) account(t *testing.T, parked map[int]int) counts {
+// account counts, by id, what became of every message, given the attempts
+// of each copy the parking queue held. A parked copy records MaxAttempts
+// attempts, and up to one more for each parking of that message that
+// failed: the message then went round the retry path again.
+func (l *load) account(t *testing.T, parkedCopies map[int][]int) counts {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	parked := map[int]int{}
+	for i, attempts := range parkedCopies {
+		parked[i] = len(attempts)
+		for _, n := range attempts {
+			if failed := l.parkFailed[i]; n < maxAttempts || n > maxAttempts+failed {
+				t.Errorf("%s parked after %d attempts, want %d (or up to %d more, one for each of its parkings that failed)",
+					msgID(i), n, maxAttempts, failed)
+			}
+		}
+	}
 	var c counts
 	for i := range l.n {
 		if l.published[i] == 0 {
