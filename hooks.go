@@ -16,12 +16,14 @@ import (
 // start a span there and end it in the outcome hook.
 //
 // OnPublish runs on the goroutine that called [Publisher.Publish], with its
-// ctx. OnConnect and OnDisconnect run on the goroutine that connects. A
-// [Conn] calls OnConnect when its connection is up and OnDisconnect when an
-// attempt failed or the connection was lost. A [Consumer] calls them for its
-// sessions instead: OnConnect once the topology is declared and deliveries
-// flow, OnDisconnect when a session ended (its error says why, a lost
-// connection included). Those of a Consumer or [Publisher] made from a URL
+// ctx. OnConnect and OnDisconnect run on the goroutine that connects, except
+// OnDisconnect for a lost connection, which runs on the connection's own
+// goroutine as soon as it is lost. A [Conn] calls OnConnect when its
+// connection is up and OnDisconnect when an attempt failed or its
+// connection was lost (the error wraps [ErrConnectionLost]). A [Consumer]
+// calls them for its sessions instead: OnConnect once the topology is
+// declared and deliveries flow, OnDisconnect when a session ended (its error
+// says why; it wraps ErrConnectionLost when the connection was lost). Those of a Consumer or [Publisher] made from a URL
 // also go to its own connection; with a shared Conn, the Conn's hooks report
 // the connection.
 type Hooks struct {
@@ -117,8 +119,10 @@ type ConnectEvent struct {
 	Broker string // the URL, password hidden
 }
 
-// DisconnectEvent reports a failed connection attempt, a lost connection or,
-// from a Consumer, a session that ended. Err never shows a password.
+// DisconnectEvent reports a failed connection attempt, a lost connection
+// (Err wraps [ErrConnectionLost]; RetryIn is 0: the Conn connects again when
+// next needed) or, from a Consumer, a session that ended. Err never shows a
+// password.
 type DisconnectEvent struct {
 	Broker  string // the URL, password hidden
 	Err     error
