@@ -57,7 +57,7 @@ func runS4(ctx context.Context, e *env) (section string, err error) {
 	for range s4Delays {
 		r.over = append(r.over, &samples{})
 	}
-	hooks := dlxretry.Hooks{OnRetry: func(ev dlxretry.RetryEvent) { r.nacked.set(ev.Delivery.MessageId, time.Now()) }}
+	hooks := dlxretry.Hooks{OnRetry: func(_ context.Context, ev dlxretry.RetryEvent) { r.nacked.set(ev.Delivery.MessageId, time.Now()) }}
 	c, err := dlxConsume(e, t.topo, r.handle, hooks)
 	if err != nil {
 		return "", err

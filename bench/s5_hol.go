@@ -63,7 +63,7 @@ func s5Dlx(ctx context.Context, e *env, r *s5Run) (*consumer, target, error) {
 		r.m.hit()
 		return nil
 	}
-	hooks := dlxretry.Hooks{OnRetry: func(ev dlxretry.RetryEvent) { r.nacked.set(ev.Delivery.MessageId, time.Now()) }}
+	hooks := dlxretry.Hooks{OnRetry: func(_ context.Context, ev dlxretry.RetryEvent) { r.nacked.set(ev.Delivery.MessageId, time.Now()) }}
 	c, err := dlxConsume(e, t.topo, h, hooks)
 	return c, t, err
 }
