@@ -8,50 +8,77 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// maxInFlight bounds the unconfirmed publishes on one channel. It is also
-// the size of the returns buffer, so that the connection's reader never
-// blocks on a return while publishers wait for confirms behind it.
+// maxInFlight bounds the unsettled publishes on one channel. It is also the
+// size of the returns buffer, so that the connection's reader never blocks
+// on a return: a publish holds its slot until its outcome, return included,
+// has been taken.
 const maxInFlight = 1024
 
+// nackRun is how many nacks in a row retire a channel: in a cluster, a
+// channel opened while a queue's leader was moving can nack every publish
+// until that node is back, while a fresh channel works.
+const nackRun = 8
+
 // errNotSent is wrapped by the errors of a publish that never reached the
-// broker: the channel was closed before it was written.
+// broker whole: the channel or connection failed before or while it was
+// written, and the broker drops a message it did not receive whole.
 var errNotSent = errors.New("dlxretry: not sent")
 
 // confirmChannel publishes on a channel in confirm mode, with mandatory
-// routing, and tells each publisher about its own message: pipelined (many
-// goroutines wait for their own confirms at once), returns matched by message
-// id. The broker sends a message's return before its confirm, so a publisher
-// whose confirm has arrived finds its return, if any, already buffered.
+// routing, and tells each publish its own outcome: many publishes are in
+// flight at once, each settled by whoever takes its outcome (its caller,
+// or a later publish for one nobody waits for), returns matched by message
+// id. The broker sends a message's return before its confirm, so once a
+// confirm has arrived its return, if any, is already buffered.
 //
-// A message id has at most one publish the broker has not settled: a second
-// publish with the same id waits until the first is confirmed, even when
-// the first one's caller gave up, so that a return is never taken for
-// another message's.
+// A message id has at most one unsettled publish on a channel: a second
+// publish with the same id waits until the broker has settled the first,
+// even when the first one's caller gave up, so that a return is never taken
+// for another message's.
+//
+// Nothing is held across the network write but amqp091-go's own channel
+// lock; c.mu guards only the bookkeeping.
 type confirmChannel struct {
 	ch      *amqp.Channel
 	returns chan amqp.Return
 	closes  chan *amqp.Error
 	slots   chan struct{}
-	alone   bool                         // the channel carries one publish: whatever closes it is that publish's fault
-	guard   func(context.Context) func() // bounds a write that cannot be interrupted; nil: none
+	alone   bool            // the channel carries one publish: whatever closes it is that publish's fault
+	abort   func()          // closes the connection under a stuck write; nil: writes are not guarded
+	settled func(*pending)  // told, outside c.mu, the outcome of a publish its caller does not wait for; nil: none
+	closing <-chan struct{} // closed when its owner closes: waits end with ErrClosed; nil: never
 
-	mu        sync.Mutex
-	inflight  map[string]*pending // message id -> its unsettled publish
-	returned  map[string]string   // message id -> the broker's reply text
-	abandoned []*pending          // publishes whose callers left before the confirm
-	closeErr  *amqp.Error
+	check   func()        // c.checkWrites, made once
+	writers atomic.Int32  // publishes being written on it
+	written atomic.Uint64 // publishes written on it
+	retired atomic.Bool   // nackRun nacks in a row: publish elsewhere
+
+	mu       sync.Mutex
+	inflight map[string]*pending // message id -> its unsettled publish
+	unowned  []*pending          // publishes nobody waits for, to settle once the broker has
+	nacks    int                 // nacks in a row
+	acked    bool                // the broker acked a publish on this channel
+	closeErr *amqp.Error
 }
 
-// pending is one publish in flight.
+// pending is one publish: in flight until its outcome is taken.
 type pending struct {
-	id      string
-	dc      *amqp.DeferredConfirmation
-	settled chan struct{} // closed once its outcome was taken, by its caller or a sweep
-	left    chan struct{} // closed when its caller gave up waiting
+	id, exchange, key string
+	start             time.Time
+	dc                atomic.Pointer[amqp.DeferredConfirmation] // set once written
+	report            bool                                      // tell c.settled its outcome: nobody else reports it
+
+	// guarded by the channel's mu
+	returned   bool
+	returnText string
+	done       bool  // the outcome was taken
+	err        error // the outcome, once done
 }
 
 func newConfirmChannel(ch *amqp.Channel) (*confirmChannel, error) {
@@ -64,44 +91,51 @@ func newConfirmChannel(ch *amqp.Channel) (*confirmChannel, error) {
 		closes:   ch.NotifyClose(make(chan *amqp.Error, 1)),
 		slots:    make(chan struct{}, maxInFlight),
 		inflight: make(map[string]*pending),
-		returned: make(map[string]string),
 	}
+	c.check = c.checkWrites
 	return c, nil
 }
 
 // publish returns nil once the broker has confirmed msg and not returned it.
 // A message without a MessageId gets a random one.
 func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	p := &pending{exchange: exchange, key: key}
+	if err := c.send(ctx, p, msg); err != nil {
+		return err
+	}
+	return c.wait(ctx, p)
+}
+
+// send writes msg as the publish p, once a slot is free and no other
+// publish of the same message id is unsettled. A message without a
+// MessageId gets a random one. With p.report set, nobody will wait for p:
+// a later publish settles it once the broker has.
+func (c *confirmChannel) send(ctx context.Context, p *pending, msg amqp.Publishing) error {
 	if msg.MessageId == "" {
 		msg.MessageId = newMessageID()
 	}
+	p.id = msg.MessageId
 	if err := c.acquire(ctx); err != nil {
 		return err
 	}
-	p, err := c.send(ctx, exchange, key, msg)
-	if err != nil {
+	if err := c.reserve(ctx, p); err != nil {
 		<-c.slots
 		return err
 	}
-	acked, err := p.dc.WaitContext(ctx)
+	dc, err := c.write(ctx, p.exchange, p.key, msg)
 	if err != nil {
-		c.abandon(p) // its slot is freed once the broker settles it
+		c.unreserve(p)
 		return err
 	}
-	defer c.finish(p)
-	switch {
-	case !acked && c.ch.IsClosed():
-		return c.closedError(exchange)
-	case !acked:
-		return ErrNacked
-	}
-	if text, ok := c.claimReturn(p.id); ok {
-		return fmt.Errorf("%w: %s", ErrUnroutable, text)
+	p.dc.Store(dc)
+	if p.report {
+		c.leave(p)
 	}
 	return nil
 }
 
-// acquire takes a slot, sweeping abandoned publishes the broker settled.
+// acquire takes a slot, settling publishes that nobody waits for once the
+// broker has.
 func (c *confirmChannel) acquire(ctx context.Context) error {
 	for {
 		select {
@@ -109,131 +143,249 @@ func (c *confirmChannel) acquire(ctx context.Context) error {
 			return nil
 		default:
 		}
-		c.mu.Lock()
-		c.sweep()
-		var next <-chan struct{} // nil, which never fires, when none is abandoned
-		if len(c.abandoned) > 0 {
-			next = c.abandoned[0].dc.Done()
-		}
-		c.mu.Unlock()
+		next := c.sweep() // nil, which never fires, when nothing is left to settle
 		select {
 		case c.slots <- struct{}{}:
 			return nil
 		case <-next:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-c.closing:
+			return ErrClosed
 		}
 	}
 }
 
-// send publishes once no other publish of the same message id is unsettled.
-func (c *confirmChannel) send(ctx context.Context, exchange, key string, msg amqp.Publishing) (*pending, error) {
-	if c.guard != nil {
-		// Armed while waiting for c.mu too: its holder may be stuck writing.
-		defer c.guard(ctx)()
-	}
-	if err := c.awaitTurn(ctx, msg.MessageId); err != nil {
-		return nil, err
-	}
-	defer c.mu.Unlock()
-	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
-	switch {
-	case err != nil && ctx.Err() == nil && c.ch.IsClosed():
-		// Closed before or while it was written: the broker drops a
-		// message it did not receive whole.
-		return nil, fmt.Errorf("%w: %w", errNotSent, err)
-	case err != nil && ctx.Err() != nil:
-		return nil, ctx.Err()
-	case err != nil:
-		return nil, err
-	}
-	p := &pending{id: msg.MessageId, dc: dc, settled: make(chan struct{}), left: make(chan struct{})}
-	c.inflight[p.id] = p
-	return p, nil
-}
-
-// awaitTurn returns, holding c.mu, once id has no unsettled publish.
-func (c *confirmChannel) awaitTurn(ctx context.Context, id string) error {
+// reserve records p as the unsettled publish of its message id, once no
+// other is.
+func (c *confirmChannel) reserve(ctx context.Context, p *pending) error {
 	for {
 		c.mu.Lock()
-		c.sweep()
-		prev := c.inflight[id]
+		prev := c.inflight[p.id]
 		if prev == nil {
+			c.inflight[p.id] = p
+			c.mu.Unlock()
 			return nil
 		}
 		c.mu.Unlock()
+		if err := c.awaitSettled(ctx, prev); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitSettled waits until the broker has settled prev, and settles it.
+func (c *confirmChannel) awaitSettled(ctx context.Context, prev *pending) error {
+	dc := prev.dc.Load()
+	if dc == nil {
+		// Being written right now (dc is set after the write), or just
+		// failed to be: rare, and over within a write.
 		select {
-		case <-prev.settled:
-		case <-prev.left:
-			// Its caller gave up: wait for the broker to settle it.
-			select {
-			case <-prev.dc.Done():
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		case <-time.After(time.Millisecond):
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-c.closing:
+			return ErrClosed
 		}
 	}
-}
-
-// abandon leaves p to be swept once the broker has settled it.
-func (c *confirmChannel) abandon(p *pending) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.abandoned = append(c.abandoned, p)
-	close(p.left)
-}
-
-// sweep forgets the abandoned publishes that the broker has settled, and
-// their returns. Call it with c.mu held.
-func (c *confirmChannel) sweep() {
-	if len(c.abandoned) == 0 {
-		return
+	select {
+	case <-dc.Done():
+		c.settle(prev)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closing:
+		return ErrClosed
 	}
-	c.drainReturns()
-	kept := c.abandoned[:0]
-	for _, p := range c.abandoned {
-		select {
-		case <-p.dc.Done():
-			delete(c.returned, p.id)
-			c.forget(p)
-			<-c.slots
-		default:
-			kept = append(kept, p)
-		}
-	}
-	clear(c.abandoned[len(kept):])
-	c.abandoned = kept
 }
 
-// finish ends a publish whose caller took its outcome.
-func (c *confirmChannel) finish(p *pending) {
+func (c *confirmChannel) unreserve(p *pending) {
 	c.mu.Lock()
-	c.forget(p)
+	if c.inflight[p.id] == p {
+		delete(c.inflight, p.id)
+	}
 	c.mu.Unlock()
 	<-c.slots
 }
 
-func (c *confirmChannel) forget(p *pending) {
+// write publishes msg. An error that is not ctx's means the message was not
+// received whole: it wraps errNotSent, once the channel has closed (the
+// connection's reader may learn of a broken connection after the writer).
+func (c *confirmChannel) write(ctx context.Context, exchange, key string, msg amqp.Publishing) (*amqp.DeferredConfirmation, error) {
+	if c.abort != nil && ctx.Done() != nil { // a ctx that never ends needs no guard
+		defer context.AfterFunc(ctx, c.check)()
+	}
+	c.writers.Add(1)
+	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	c.writers.Add(-1)
+	c.written.Add(1)
+	switch {
+	case err == nil:
+		return dc, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	}
+	c.awaitClosed(ctx)
+	return nil, fmt.Errorf("%w: %w", errNotSent, err)
+}
+
+// checkWrites runs when the ctx of a write ends: it aborts the connection
+// if a write is running then and none is done within writeGrace (the broker
+// stopped reading), since a write cannot be interrupted otherwise.
+func (c *confirmChannel) checkWrites() {
+	if c.writers.Load() == 0 {
+		return
+	}
+	seen := c.written.Load()
+	time.AfterFunc(writeGrace, func() {
+		if c.writers.Load() > 0 && c.written.Load() == seen {
+			c.abort()
+		}
+	})
+}
+
+// awaitClosed waits a moment for the channel to close, and keeps why.
+func (c *confirmChannel) awaitClosed(ctx context.Context) {
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case e, ok := <-c.closes:
+		c.mu.Lock()
+		if ok && c.closeErr == nil {
+			c.closeErr = e
+		}
+		c.mu.Unlock()
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// wait returns p's outcome once the broker has settled it, or ctx's error
+// (or ErrClosed) first; then p is left to be settled by a later publish.
+func (c *confirmChannel) wait(ctx context.Context, p *pending) error {
+	select {
+	case <-p.dc.Load().Done():
+		return c.settle(p)
+	case <-ctx.Done():
+		c.leave(p)
+		return ctx.Err()
+	case <-c.closing:
+		c.leave(p)
+		return ErrClosed
+	}
+}
+
+// settle takes the outcome of p, which the broker has settled (or whose
+// channel has closed), frees its slot, and returns the outcome; it returns
+// the same outcome when called again.
+func (c *confirmChannel) settle(p *pending) error {
+	c.mu.Lock()
+	first := c.settleLocked(p)
+	c.mu.Unlock()
+	if first && p.report && c.settled != nil {
+		c.settled(p)
+	}
+	return p.err
+}
+
+// settleLocked is settle with c.mu held; it reports whether it took the
+// outcome (rather than finding it taken).
+func (c *confirmChannel) settleLocked(p *pending) bool {
+	if p.done {
+		return false
+	}
+	c.drainReturns()
+	acked := p.dc.Load().Acked()
+	switch {
+	case !acked && c.ch.IsClosed():
+		p.err = c.closedErrorLocked(p.exchange)
+	case !acked:
+		p.err = ErrNacked
+		if c.nacks++; c.nacks >= nackRun {
+			c.retired.Store(true)
+		}
+	case p.returned:
+		p.err = fmt.Errorf("%w: %s", ErrUnroutable, p.returnText)
+	}
+	if acked {
+		c.nacks, c.acked = 0, true
+	}
+	p.done = true
 	if c.inflight[p.id] == p {
 		delete(c.inflight, p.id)
 	}
-	close(p.settled)
+	<-c.slots
+	return true
 }
 
-// claimReturn moves buffered returns into the map and takes the one for id.
-func (c *confirmChannel) claimReturn(id string) (string, bool) {
+// sweep settles, in order, the publishes nobody waits for that the broker
+// has settled, and returns the Done channel of the first it has not (nil
+// when there is none).
+func (c *confirmChannel) sweep() <-chan struct{} {
+	var buf [16]*pending
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.drainReturns()
-	text, ok := c.returned[id]
-	delete(c.returned, id)
-	return text, ok
+	report, next := c.sweepLocked(buf[:0])
+	c.mu.Unlock()
+	c.tell(report)
+	return next
 }
 
-// drainReturns moves buffered returns into the map; a return belongs to the
-// unsettled publish of its message id. Call it with c.mu held.
+// sweepLocked is sweep with c.mu held: it appends to report the publishes
+// whose outcome it took that are to be reported, for the caller to tell
+// once it has released c.mu.
+func (c *confirmChannel) sweepLocked(report []*pending) ([]*pending, <-chan struct{}) {
+	var next <-chan struct{}
+	for len(c.unowned) > 0 {
+		p := c.unowned[0]
+		if !p.done {
+			dc := p.dc.Load()
+			select {
+			case <-dc.Done():
+			default:
+				next = dc.Done()
+			}
+			if next != nil {
+				break
+			}
+			if c.settleLocked(p) && p.report {
+				report = append(report, p)
+			}
+		}
+		c.unowned[0] = nil
+		c.unowned = c.unowned[1:]
+	}
+	if len(c.unowned) == 0 {
+		c.unowned = nil // let the backing array go
+	}
+	return report, next
+}
+
+// leave adds p to the publishes nobody waits for, settling those before it
+// that the broker has settled.
+func (c *confirmChannel) leave(p *pending) {
+	var buf [16]*pending
+	c.mu.Lock()
+	report, _ := c.sweepLocked(buf[:0])
+	if !p.done {
+		c.unowned = append(c.unowned, p)
+	}
+	c.mu.Unlock()
+	c.tell(report)
+}
+
+// tell reports outcomes that sweepLocked took.
+func (c *confirmChannel) tell(report []*pending) {
+	if c.settled == nil {
+		return
+	}
+	for _, p := range report {
+		c.settled(p)
+	}
+}
+
+// drainReturns records buffered returns on the unsettled publishes of their
+// message ids. Call it with c.mu held.
 func (c *confirmChannel) drainReturns() {
 	for {
 		select {
@@ -241,8 +393,8 @@ func (c *confirmChannel) drainReturns() {
 			if !ok {
 				return
 			}
-			if c.inflight[r.MessageId] != nil {
-				c.returned[r.MessageId] = r.ReplyText
+			if p := c.inflight[r.MessageId]; p != nil {
+				p.returned, p.returnText = true, r.ReplyText
 			}
 		default:
 			return
@@ -250,12 +402,22 @@ func (c *confirmChannel) drainReturns() {
 	}
 }
 
-// closedError says why a publish was not confirmed on a channel that closed.
-// The broker closes a channel for a publish it refuses (an exchange that is
-// not there, a message too large, no permission); that publish gets the
-// broker's error, the others [ErrUnconfirmed].
-func (c *confirmChannel) closedError(exchange string) error {
-	e := c.closeError()
+// load is how many publishes hold a slot.
+func (c *confirmChannel) load() int { return len(c.slots) }
+
+// everAcked reports whether the broker has acked a publish on the channel.
+func (c *confirmChannel) everAcked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked
+}
+
+// closedErrorLocked says why a publish was not confirmed on a channel that
+// closed. The broker closes a channel for a publish it refuses (an exchange
+// that is not there, a message too large, no permission); that publish gets
+// the broker's error, the others [ErrUnconfirmed]. Call it with c.mu held.
+func (c *confirmChannel) closedErrorLocked(exchange string) error {
+	e := c.closeErrorLocked()
 	switch {
 	case e == nil:
 		return ErrUnconfirmed
@@ -269,6 +431,10 @@ func (c *confirmChannel) closedError(exchange string) error {
 func (c *confirmChannel) closeError() *amqp.Error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.closeErrorLocked()
+}
+
+func (c *confirmChannel) closeErrorLocked() *amqp.Error {
 	if c.closeErr == nil {
 		select {
 		case e, ok := <-c.closes:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -17,15 +18,40 @@ import (
 // closing the channel, which would fail every publish in flight on it.
 const aloneAbove = 1 << 20
 
-// sendAttempts bounds how many channels a Publish tries when the one it had
-// closed before its message was written.
+// sendAttempts bounds how many channels a publish tries when the one it had
+// failed before its message was written whole.
 const sendAttempts = 3
 
+// maxChannels bounds the channels a Publisher publishes on at once, and
+// spreadAbove is how many unsettled publishes every one of them carries
+// before [Publisher.Publish] opens another: goroutines that find every
+// channel busy writing would otherwise queue on one, while a few publishes
+// in flight are confirmed sooner together on one channel.
+const (
+	maxChannels = 4
+	spreadAbove = 64
+)
+
+// The pause before a fresh channel after a run of nacks: it starts at
+// nackPauseMin and doubles, up to nackPauseMax, while the fresh channels
+// are nacked too, without an ack in between.
+const (
+	nackPauseMin = 100 * time.Millisecond
+	nackPauseMax = 5 * time.Second
+)
+
 // Publisher publishes persistent messages with publisher confirms and
-// mandatory routing. It is safe for concurrent use: publishes from many
-// goroutines are pipelined on one channel, each waiting for its own confirm.
-// It connects on the first Publish and, once the connection is lost,
-// connects again on a later one, with backoff. Create it with
+// mandatory routing. It is safe for concurrent use. [Publisher.Publish]
+// waits for its message's confirm; [Publisher.PublishAsync] returns once
+// the message is written, with a [Confirmation] to learn its outcome from,
+// so that one goroutine keeps many messages in flight.
+//
+// Publishes from many goroutines go out on one channel, or on up to four
+// when many are in flight at once, without waiting for each other's
+// confirms. A Publisher connects on the first publish and, once the
+// connection is lost, connects again on a later one, with backoff. When the
+// broker nacks eight publishes in a row on a channel, the Publisher moves to
+// a fresh channel after a pause (see [ErrNacked]). Create it with
 // [NewPublisher]; the zero value is not usable. Close it when done.
 type Publisher struct {
 	conn *Conn
@@ -34,13 +60,31 @@ type Publisher struct {
 	life context.Context // done once Close is called; not a caller's ctx
 	stop context.CancelFunc
 
-	lock chan struct{} // guards on and cc; a channel so that waiting for it respects ctx
-	on   *link
-	cc   *confirmChannel
+	chans atomic.Pointer[channelSet] // where publishes go; nil until one is open
+	turn  atomic.Uint32              // spreads publishes over the channels
+
+	lock      chan struct{} // held while changing chans; guards the fields below; a channel so that waiting for it respects ctx
+	retired   []retiredChannel
+	nackPause time.Duration // the last pause after a run of nacks
+	reopenAt  time.Time     // no fresh channel before this, after a run of nacks
 
 	mu        sync.Mutex
 	checkedOn *link                     // the connection the checks below hold for
 	exchanges map[string]*exchangeCheck // exchanges that exist, or are being checked
+}
+
+// channelSet is the channels publishes go to, all on one connection. It is
+// never changed: the Publisher swaps in a new one.
+type channelSet struct {
+	l   *link
+	ccs []*confirmChannel // ccs[0] carries PublishAsync's messages, in order
+}
+
+// retiredChannel is a channel that nacked a run of publishes, closed once
+// the pause after it ends.
+type retiredChannel struct {
+	l  *link
+	cc *confirmChannel
 }
 
 // exchangeCheck is the passive declaration of an exchange, done once per
@@ -76,11 +120,13 @@ func NewPublisher[B Broker](broker B, opts ...PublisherOption) (*Publisher, erro
 // DeliveryMode 0 is sent persistent; one without a MessageId gets a random
 // one. Publish does not send a message twice on its own: the caller
 // decides whether to publish again after an error (a message whose channel
-// closed before the broker had it whole, which the broker drops, is sent
-// on a new channel, three times at most). Its errors wrap
+// failed before the broker had it whole, which the broker drops, is sent
+// on a new channel, three times at most). Every error it returns wraps one
+// of these:
 //
 //   - [ErrUnroutable] if no queue took the message;
-//   - [ErrNacked] if the broker refused it with a negative confirm;
+//   - [ErrNacked] if the broker answered with a negative confirm: it did not
+//     take the message (in a cluster, possibly for a moment only);
 //   - the broker's *amqp.Error if it refused the message by closing the
 //     channel: 404 for an exchange that does not exist, 406 for a message
 //     larger than its max_message_size, 403 without permission. The message
@@ -88,8 +134,12 @@ func NewPublisher[B Broker](broker B, opts ...PublisherOption) (*Publisher, erro
 //     each exchange once per connection, on a channel of its own, and
 //     publishes a message larger than 1 MiB or with a UserId on a channel of
 //     its own;
-//   - [ErrUnconfirmed] if the connection or channel was lost before the
+//   - [ErrUnconfirmed] if the connection or channel failed before the
 //     confirm: the message may have been routed;
+//   - a *[ConfigError] for a message the broker would refuse that Publish
+//     can tell (an Expiration that is not a number, a header of a type AMQP
+//     has no encoding for), and a *[ConnectError] for a broker that refuses
+//     the connection;
 //   - [ErrClosed] after Close, or when Close interrupted it;
 //   - ctx's error when ctx ended first.
 //
@@ -99,101 +149,452 @@ func NewPublisher[B Broker](broker B, opts ...PublisherOption) (*Publisher, erro
 // message still being written a moment after ctx ended (the broker stopped
 // reading it) cannot be taken back: Publish closes the connection under it,
 // for everyone on it, and the next Publish connects again.
+//
+// Each call waits for its own confirm, a round trip to the broker and its
+// disk, so a goroutine publishes one message at a time: to keep many in
+// flight, publish from many goroutines, or use [Publisher.PublishAsync].
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
 	if p == nil || p.conn == nil {
 		return invalid("Publisher", "not created by NewPublisher")
 	}
 	start := time.Now()
 	err := p.publish(ctx, exchange, key, msg)
-	if f := p.opts.hooks.OnPublish; f != nil {
-		f(PublishEvent{Exchange: exchange, RoutingKey: key, Err: err, Duration: time.Since(start)})
-	}
+	p.report(ctx, exchange, key, err, start)
 	return err
 }
 
 func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	if p.life.Err() != nil {
-		return ErrClosed
-	}
-	if msg.DeliveryMode == 0 {
-		msg.DeliveryMode = amqp.Persistent
-	}
-	if err := checkPublishing(msg); err != nil {
-		return err
-	}
-	ctx, done := within(ctx, p.life)
-	defer done()
-	var err error
-	for range sendAttempts {
-		if err = p.publishOnce(ctx, exchange, key, msg); !errors.Is(err, errNotSent) || ctx.Err() != nil {
-			break
-		}
-	}
+	pd := &pending{exchange: exchange, key: key}
+	cc, err := p.send(ctx, pd, msg)
 	switch {
+	case err == nil && cc != nil:
+		err = cc.wait(ctx, pd)
 	case err == nil:
-		return nil
-	case errors.Is(context.Cause(ctx), ErrClosed):
-		err = ErrClosed
+		err = pd.err // settled on a channel of its own
 	}
-	return fmt.Errorf("dlxretry: publish to %q with key %q: %w", exchange, key, err)
+	return p.outcome(ctx, exchange, key, err)
 }
 
-// checkPublishing refuses what the broker would refuse by closing the
-// channel, where the client can tell.
-func checkPublishing(msg amqp.Publishing) error {
-	if msg.Expiration != "" {
-		if _, err := strconv.ParseUint(msg.Expiration, 10, 32); err != nil {
-			return fmt.Errorf("dlxretry: Expiration %q is not a number of milliseconds (0 to 4294967295)", msg.Expiration)
+// PublishAsync publishes msg as [Publisher.Publish] does, with the same
+// guarantees, but returns once the message is written, with a Confirmation
+// that tells its outcome once the broker has settled it: the errors
+// Publish returns after writing a message ([ErrUnroutable], [ErrNacked],
+// [ErrUnconfirmed], the broker's refusal) come from [Confirmation.Wait].
+// PublishAsync itself returns an error, and no Confirmation, when the
+// message was not sent: [ErrClosed], ctx's error, a *[ConfigError], a
+// *[ConnectError], the broker's 404 for an exchange that does not exist,
+// or [ErrUnconfirmed] when the connection failed three times before the
+// message was written.
+//
+// It waits while the publishes the Publisher has in flight for it reach
+// 1,024 (backpressure): a publish stops counting once its outcome is taken,
+// by [Confirmation.Wait] or, for a Confirmation nobody waits for, by a later
+// publish once the broker has settled it. ctx bounds that wait, connecting,
+// the broker's block and the write, as for Publish; it does not bound the
+// confirm. Messages that PublishAsync publishes go out on one channel, so
+// those of one goroutine reach a queue in the order it published them, as
+// long as that channel lasts (a lost connection or a run of nacks replaces
+// it). A message larger than 1 MiB or with a UserId, sent on a channel of
+// its own, is confirmed before PublishAsync returns.
+//
+// A typical loop keeps a window of Confirmations and waits for the oldest
+// when the window is full. OnPublish is called once per message, once its
+// outcome is taken, on the goroutine that takes it.
+func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg amqp.Publishing) (*Confirmation, error) {
+	if p == nil || p.conn == nil {
+		return nil, invalid("Publisher", "not created by NewPublisher")
+	}
+	c := &Confirmation{}
+	c.p.exchange, c.p.key, c.p.start, c.p.report = exchange, key, time.Now(), true
+	cc, err := p.send(ctx, &c.p, msg)
+	err = p.outcome(ctx, exchange, key, err)
+	switch {
+	case err != nil:
+		p.report(ctx, exchange, key, err, c.p.start)
+		return nil, err
+	case cc == nil: // settled on a channel of its own
+		if c.p.err != nil {
+			c.p.err = publishError(exchange, key, c.p.err)
 		}
+		p.report(ctx, exchange, key, c.p.err, c.p.start)
+		return c, nil
+	}
+	c.cc = cc
+	return c, nil
+}
+
+// Confirmation is the outcome of a message sent with
+// [Publisher.PublishAsync]. Done is closed once the broker has settled the
+// message; Wait returns its outcome. It is safe for concurrent use; the
+// zero value is not usable.
+type Confirmation struct {
+	p  pending
+	cc *confirmChannel // nil when the outcome was known at once
+}
+
+// closed is a channel that is closed.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Done returns a channel that is closed once the outcome is known: the
+// broker confirmed or nacked the message, or its channel closed first.
+func (c *Confirmation) Done() <-chan struct{} {
+	if c == nil || c.cc == nil {
+		return closed
+	}
+	return c.p.dc.Load().Done()
+}
+
+// Wait returns nil once the broker has confirmed the message and a queue
+// took it, or the error [Publisher.Publish] would have returned: it wraps
+// [ErrUnroutable], [ErrNacked], [ErrUnconfirmed] or the broker's
+// *amqp.Error. It returns ctx's error if ctx ends first; the message stays
+// in flight, and Wait can be called again.
+func (c *Confirmation) Wait(ctx context.Context) error {
+	switch {
+	case c == nil || (c.cc == nil && c.p.exchange == "" && c.p.start.IsZero()):
+		return invalid("Confirmation", "not returned by PublishAsync")
+	case c.cc == nil:
+		return c.p.err
+	}
+	select {
+	case <-c.p.dc.Load().Done():
+	case <-ctx.Done():
+		return publishError(c.p.exchange, c.p.key, ctx.Err())
+	}
+	if err := c.cc.settle(&c.p); err != nil {
+		return publishError(c.p.exchange, c.p.key, err)
 	}
 	return nil
 }
 
-func (p *Publisher) publishOnce(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	l, cc, err := p.channel(ctx)
+// send hands msg to the broker as pd and returns the channel it went out
+// on, or nil for a message sent on a channel of its own, which send has
+// settled.
+func (p *Publisher) send(ctx context.Context, pd *pending, msg amqp.Publishing) (*confirmChannel, error) {
+	if p.life.Err() != nil {
+		return nil, ErrClosed
+	}
+	if err := prepare(&msg); err != nil {
+		return nil, err
+	}
+	var err error
+	for range sendAttempts {
+		var cc *confirmChannel
+		if cc, err = p.sendOnce(ctx, pd, msg); !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
+			return cc, err
+		}
+	}
+	return nil, err
+}
+
+func (p *Publisher) sendOnce(ctx context.Context, pd *pending, msg amqp.Publishing) (*confirmChannel, error) {
+	if len(msg.Body) > aloneAbove || msg.UserId != "" {
+		return nil, p.sendAlone(ctx, pd, msg)
+	}
+	l, cc, err := p.channel(ctx, pd.report)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.checkExchange(ctx, l, pd.exchange); err != nil {
+		return nil, err
+	}
+	if err := p.waitUnblocked(ctx, l); err != nil {
+		return nil, err
+	}
+	return cc, cc.send(ctx, pd, msg)
+}
+
+// waitUnblocked waits while the broker blocks l (a memory or disk alarm).
+func (p *Publisher) waitUnblocked(ctx context.Context, l *link) error {
+	l.mu.Lock()
+	unblocked := l.unblocked
+	l.mu.Unlock()
+	select {
+	case <-unblocked:
+		return nil
+	default:
+	}
+	ctx, done := within(ctx, p.life)
+	defer done()
+	return l.waitUnblocked(ctx)
+}
+
+// sendAlone publishes msg on a channel of its own and settles pd.
+func (p *Publisher) sendAlone(ctx context.Context, pd *pending, msg amqp.Publishing) error {
+	ctx, done := within(ctx, p.life)
+	defer done()
+	l, err := p.conn.link(ctx)
 	if err != nil {
 		return err
 	}
-	if err := p.checkExchange(ctx, l, exchange); err != nil {
+	if err := p.checkExchange(ctx, l, pd.exchange); err != nil {
 		return err
 	}
-	if err := l.waitUnblocked(ctx); err != nil {
+	if err := p.waitUnblocked(ctx, l); err != nil {
 		return err
 	}
-	if len(msg.Body) > aloneAbove || msg.UserId != "" {
-		return p.publishAlone(ctx, l, exchange, key, msg)
+	err = p.publishAlone(ctx, l, pd.exchange, pd.key, msg)
+	if errors.Is(err, errNotSent) {
+		return err
 	}
-	return cc.publish(ctx, exchange, key, msg)
+	pd.err, pd.done = err, true
+	return nil
 }
 
-// channel returns the shared confirm channel and its connection, opening
-// them if needed.
-func (p *Publisher) channel(ctx context.Context) (*link, *confirmChannel, error) {
+// prepare fills in what the Publisher sets, and refuses what the broker
+// would refuse by closing the channel, where the client can tell.
+func prepare(msg *amqp.Publishing) error {
+	if msg.DeliveryMode == 0 {
+		msg.DeliveryMode = amqp.Persistent
+	}
+	if msg.Expiration != "" {
+		if _, err := strconv.ParseUint(msg.Expiration, 10, 32); err != nil {
+			return invalid("Publishing.Expiration", "%q is not a number of milliseconds (0 to 4294967295)", msg.Expiration)
+		}
+	}
+	if err := msg.Headers.Validate(); err != nil {
+		return invalid("Publishing.Headers", "%v", err)
+	}
+	return nil
+}
+
+// outcome is the error Publish returns for err, which wraps what the
+// Publish docs promise.
+func (p *Publisher) outcome(ctx context.Context, exchange, key string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case told(err):
+	case p.life.Err() != nil:
+		err = ErrClosed // Close interrupted it
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		err = fmt.Errorf("%w: %w", ctx.Err(), err)
+	case ctx.Err() == nil:
+		// The connection failed in a way the code above did not name.
+		err = fmt.Errorf("%w: %w", ErrUnconfirmed, err)
+	}
+	return publishError(exchange, key, err)
+}
+
+func publishError(exchange, key string, err error) error {
+	return fmt.Errorf("dlxretry: publish to %q with key %q: %w", exchange, key, err)
+}
+
+// told reports whether err wraps an error the Publish docs name, other
+// than a ctx's.
+func told(err error) bool {
+	for _, e := range []error{ErrUnroutable, ErrNacked, ErrUnconfirmed, ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	if ae, ok := errors.AsType[*amqp.Error](err); ok && ae.Server {
+		return true
+	}
+	_, config := errors.AsType[*ConfigError](err)
+	_, connect := errors.AsType[*ConnectError](err)
+	return config || connect
+}
+
+// report calls the OnPublish hook, if there is one.
+func (p *Publisher) report(ctx context.Context, exchange, key string, err error, start time.Time) {
+	if f := p.opts.hooks.OnPublish; f != nil {
+		f(PublishEvent{Exchange: exchange, RoutingKey: key, Err: err, Duration: time.Since(start)})
+	}
+}
+
+// reportAsync reports the outcome of a PublishAsync, taken by whoever took it.
+func (p *Publisher) reportAsync(pd *pending) {
+	var err error
+	if pd.err != nil {
+		err = publishError(pd.exchange, pd.key, pd.err)
+	}
+	p.report(context.Background(), pd.exchange, pd.key, err, pd.start)
+}
+
+// channel returns a channel to publish on, and its connection: for async,
+// the one that carries PublishAsync's messages; otherwise one that nobody
+// is writing on, if there is one.
+func (p *Publisher) channel(ctx context.Context, async bool) (*link, *confirmChannel, error) {
+	s := p.chans.Load()
+	if s == nil || !s.usable() {
+		return p.repair(ctx, async)
+	}
+	cc, crowded := s.pick(async, p.turn.Add(1))
+	if crowded {
+		if more := p.grow(ctx, s); more != nil {
+			return more.l, more.ccs[len(more.ccs)-1], nil
+		}
+	}
+	return s.l, cc, nil
+}
+
+// usable reports whether every channel of s is open and not retired.
+func (s *channelSet) usable() bool {
+	for _, cc := range s.ccs {
+		if cc.ch.IsClosed() || cc.retired.Load() {
+			return false
+		}
+	}
+	return len(s.ccs) > 0
+}
+
+// pick returns a channel of s: for async the first; otherwise the first,
+// from the turn-th on, that nobody is writing on, or else the least loaded,
+// and whether all are crowded enough to open another.
+func (s *channelSet) pick(async bool, turn uint32) (*confirmChannel, bool) {
+	if async {
+		return s.ccs[0], false
+	}
+	n := uint32(len(s.ccs))
+	least := s.ccs[turn%n]
+	for i := range n {
+		cc := s.ccs[(turn+i)%n]
+		if cc.writers.Load() == 0 {
+			return cc, false
+		}
+		if cc.load() < least.load() {
+			least = cc
+		}
+	}
+	return least, n < maxChannels && least.load() >= spreadAbove
+}
+
+// grow adds a channel to s, unless another goroutine is changing the
+// channels, and returns the new set, or nil.
+func (p *Publisher) grow(ctx context.Context, s *channelSet) *channelSet {
+	select {
+	case p.lock <- struct{}{}:
+	default:
+		return nil
+	}
+	defer func() { <-p.lock }()
+	if p.chans.Load() != s || p.life.Err() != nil {
+		return nil
+	}
+	ctx, done := within(ctx, p.life)
+	defer done()
+	cc, err := p.openConfirm(ctx, s.l)
+	if err != nil {
+		return nil // the publish goes to a crowded channel, and finds out
+	}
+	more := &channelSet{l: s.l, ccs: append(s.ccs[:len(s.ccs):len(s.ccs)], cc)}
+	p.chans.Store(more)
+	return more
+}
+
+// repair replaces the channels when one of them closed or retired, or there
+// are none yet, and returns one to publish on.
+func (p *Publisher) repair(ctx context.Context, async bool) (*link, *confirmChannel, error) {
+	ctx, done := within(ctx, p.life)
+	defer done()
 	select {
 	case p.lock <- struct{}{}:
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
 	}
 	defer func() { <-p.lock }()
-	if p.cc != nil && !p.cc.ch.IsClosed() {
-		return p.on, p.cc, nil
+	if p.life.Err() != nil {
+		return nil, nil, ErrClosed
 	}
-	if p.cc != nil {
-		if e := p.cc.closeError(); e != nil && e.Code == amqp.NotFound {
-			p.forgetExchanges() // an exchange went away since it was checked
+	s := p.chans.Load()
+	if s == nil || !s.usable() {
+		var err error
+		if s, err = p.renew(ctx, s); err != nil {
+			return nil, nil, err
 		}
-		p.cc = nil
+	}
+	cc, _ := s.pick(async, p.turn.Add(1))
+	return s.l, cc, nil
+}
+
+// renew returns a set of old's channels that are still good, on a live
+// connection, with a new channel when none is left. Call it holding p.lock.
+func (p *Publisher) renew(ctx context.Context, old *channelSet) (*channelSet, error) {
+	s := p.sortOut(old)
+	p.chans.Store(s)
+	if wait := time.Until(p.reopenAt); s == nil && wait > 0 {
+		// Nothing left to publish on after a run of nacks: not before the
+		// pause ends.
+		if err := sleep(ctx, wait); err != nil {
+			return nil, context.Cause(ctx)
+		}
+	}
+	p.closeRetired(s == nil)
+	if s != nil && !s.l.conn.IsClosed() {
+		return s, nil
 	}
 	l, err := p.conn.link(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cc, err := p.openConfirm(ctx, l)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	p.on, p.cc = l, cc
-	return l, cc, nil
+	s = &channelSet{l: l, ccs: []*confirmChannel{cc}}
+	p.chans.Store(s)
+	return s, nil
+}
+
+// sortOut returns the channels of old that are open and not retired, or
+// nil, and retires those that are. Call it holding p.lock.
+func (p *Publisher) sortOut(old *channelSet) *channelSet {
+	if old == nil {
+		return nil
+	}
+	var keep []*confirmChannel
+	for _, cc := range old.ccs {
+		switch {
+		case cc.retired.Load():
+			p.retire(old.l, cc)
+		case cc.ch.IsClosed():
+			if e := cc.closeError(); e != nil && e.Code == amqp.NotFound {
+				p.forgetExchanges() // an exchange went away since it was checked
+			}
+		default:
+			keep = append(keep, cc)
+		}
+	}
+	if len(keep) == 0 || old.l.conn.IsClosed() {
+		return nil
+	}
+	return &channelSet{l: old.l, ccs: keep}
+}
+
+// retire stops publishing on cc, which the broker nacked nackRun times in a
+// row, and sets the pause before a fresh channel. Call it holding p.lock.
+func (p *Publisher) retire(l *link, cc *confirmChannel) {
+	if cc.everAcked() || p.nackPause == 0 {
+		p.nackPause = nackPauseMin
+	} else {
+		p.nackPause = min(2*p.nackPause, nackPauseMax)
+	}
+	p.reopenAt = time.Now().Add(p.nackPause)
+	p.retired = append(p.retired, retiredChannel{l: l, cc: cc})
+	p.opts.logger.Warn("the broker nacked publishes in a row on one channel; publishing on a fresh channel after a pause",
+		"nacks", nackRun, "pause", p.nackPause, "broker", redact(l.url))
+}
+
+// closeRetired closes the retired channels: all of them once the pause has
+// ended, or those with nothing in flight. Call it holding p.lock.
+func (p *Publisher) closeRetired(all bool) {
+	kept := p.retired[:0]
+	for _, r := range p.retired {
+		r.cc.sweep()
+		if all || r.cc.load() == 0 {
+			r.l.closeChannel(r.cc.ch)
+			r.cc.sweep()
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(p.retired[len(kept):])
+	p.retired = kept
 }
 
 // openConfirm opens a channel in confirm mode on l.
@@ -205,7 +606,7 @@ func (p *Publisher) openConfirm(ctx context.Context, l *link) (*confirmChannel, 
 		cc, err = newConfirmChannel(ch)
 		done()
 		if err == nil {
-			cc.guard = l.guardWrite
+			cc.abort, cc.settled, cc.closing = l.abort, p.reportAsync, p.life.Done()
 			return cc, nil
 		}
 	}
@@ -250,6 +651,8 @@ func (p *Publisher) checkExchange(ctx context.Context, l *link, exchange string)
 		case <-chk.done:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.life.Done():
+			return ErrClosed
 		}
 		if !chk.gaveUp || ctx.Err() != nil {
 			return chk.err
@@ -274,6 +677,8 @@ func (p *Publisher) exchangeCheck(l *link, exchange string) (*exchangeCheck, boo
 }
 
 func (p *Publisher) runCheck(ctx context.Context, l *link, chk *exchangeCheck) {
+	ctx, done := within(ctx, p.life)
+	defer done()
 	chk.err = declarePassive(ctx, l, chk.exchange)
 	chk.gaveUp = chk.err != nil && ctx.Err() != nil
 	if chk.err != nil {
@@ -297,42 +702,79 @@ func (p *Publisher) forgetExchanges() {
 func declarePassive(ctx context.Context, l *link, exchange string) error {
 	ch, err := l.channel(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("%w: %w", errNotSent, err)
+		}
 		return err
 	}
 	defer l.closeChannel(ch)
 	done := l.guard(ctx)
 	err = ch.ExchangeDeclarePassive(exchange, "", true, false, false, false, nil)
 	done()
+	ae, _ := errors.AsType[*amqp.Error](err)
 	switch {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
 		return context.Cause(ctx)
-	}
-	if ae, ok := errors.AsType[*amqp.Error](err); ok && ae.Code == amqp.NotFound {
+	case ae != nil && ae.Server && ae.Code == amqp.NotFound:
 		return fmt.Errorf("dlxretry: exchange %q does not exist: %w", exchange, err)
+	case ae != nil && ae.Server:
+		return fmt.Errorf("dlxretry: check exchange %q: %w", exchange, err)
 	}
-	return fmt.Errorf("dlxretry: check exchange %q: %w", exchange, err)
+	// The connection failed: the publish goes to the next one.
+	return fmt.Errorf("%w: check exchange %q: %w", errNotSent, exchange, err)
 }
 
 // Close closes the Publisher's channels, and its connection when it has one
-// of its own (made from a URL). It interrupts what Publish waits for,
-// connecting and backing off included: publishes in flight return errors
-// wrapping [ErrClosed], [ErrUnconfirmed] or the connection's error, and
-// later ones return ErrClosed. A shared Conn stays open.
+// of its own (made from a URL). It interrupts what Publish and PublishAsync
+// wait for, connecting and backing off included: publishes in flight return
+// errors wrapping [ErrClosed] or [ErrUnconfirmed], and later ones return
+// ErrClosed. A shared Conn stays open. The outcomes of PublishAsync's
+// messages that nobody took are taken (and reported to OnPublish) before
+// Close returns.
 func (p *Publisher) Close() error {
 	if p == nil || p.conn == nil {
 		return invalid("Publisher", "not created by NewPublisher")
 	}
 	p.stop()
+	p.abortStuckWrite()
+	var err error
 	if p.own {
-		return p.conn.Close()
+		err = p.conn.Close()
 	}
 	p.lock <- struct{}{} // its holder returns promptly now that p.life is done
 	defer func() { <-p.lock }()
-	if p.cc != nil {
-		p.on.closeChannel(p.cc.ch)
-		p.cc = nil
+	if s := p.chans.Swap(nil); s != nil {
+		for _, cc := range s.ccs {
+			s.l.closeChannel(cc.ch)
+			cc.sweep()
+		}
 	}
-	return nil
+	p.closeRetired(true)
+	return err
+}
+
+// abortStuckWrite closes the connection under a write that is still
+// running a moment after Close (the broker stopped reading it), which
+// would hold up closing the channels.
+func (p *Publisher) abortStuckWrite() {
+	s := p.chans.Load()
+	if s == nil || !s.writing() {
+		return
+	}
+	time.Sleep(writeGrace)
+	if s.writing() {
+		s.l.abort()
+	}
+}
+
+// writing reports whether a publish is being written on s.
+func (s *channelSet) writing() bool {
+	for _, cc := range s.ccs {
+		if cc.writers.Load() > 0 {
+			return true
+		}
+	}
+	return false
 }
