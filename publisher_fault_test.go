@@ -1,0 +1,113 @@
+package dlxretry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dlxretry/dlxretry"
+	"github.com/dlxretry/dlxretry/internal/brokertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Connections reset under many publishing goroutines (the peer gone
+// mid-write, "connection reset by peer"): every error Publish returns wraps
+// one the docs name, so that a caller can tell what happened to its
+// message.
+func TestPublishErrorsAcrossResets(t *testing.T) {
+	t.Parallel()
+	q := brokertest.Queue(t, "q", nil)
+	proxy := startGateProxy(t)
+	pub, err := dlxretry.NewPublisher(proxy.URL(t), dlxretry.WithReconnectDelay(10*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var (
+		published, failed atomic.Int32
+		mu                sync.Mutex
+		strange           []error
+		wg                sync.WaitGroup
+	)
+	record := func(err error) {
+		if err == nil {
+			published.Add(1)
+			return
+		}
+		failed.Add(1)
+		if !documented(err) {
+			mu.Lock()
+			strange = append(strange, err)
+			mu.Unlock()
+		}
+	}
+	end := time.Now().Add(3 * time.Second)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(end); i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				record(pub.Publish(ctx, "", q, amqpMsg(fmt.Sprintf("g%d-%d", g, i))))
+				cancel()
+			}
+		})
+	}
+	resets := 0
+	for time.Now().Before(end) {
+		time.Sleep(time.Duration(20+resets%5*20) * time.Millisecond)
+		proxy.reset()
+		resets++
+	}
+	wg.Wait()
+	t.Logf("%d resets: %d published, %d failed", resets, published.Load(), failed.Load())
+	if failed.Load() == 0 || published.Load() == 0 {
+		t.Fatalf("want both failures and successes under resets, got %d and %d", failed.Load(), published.Load())
+	}
+	for i, err := range strange {
+		if i == 5 {
+			t.Errorf("... and %d more", len(strange)-5)
+			break
+		}
+		t.Errorf("Publish returned %q (%T), which wraps none of the errors the docs name", err, errors.Unwrap(err))
+	}
+}
+
+// documented reports whether err wraps an error the Publish docs name.
+func documented(err error) bool {
+	var ae *amqp.Error
+	var ce *dlxretry.ConfigError
+	var cn *dlxretry.ConnectError
+	for _, e := range []error{dlxretry.ErrUnconfirmed, dlxretry.ErrNacked, dlxretry.ErrUnroutable, dlxretry.ErrClosed,
+		context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	switch {
+	case errors.As(err, &ae):
+		return ae.Server // the broker's refusal; amqp091-go's own (a closed channel) is not
+	case errors.As(err, &ce), errors.As(err, &cn):
+		return true
+	}
+	return false
+}
+
+// reset closes every connection the proxy relays with a TCP RST, as a peer
+// that crashed would: the client's next write fails with "connection reset
+// by peer".
+func (p *gateProxy) reset() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+}
