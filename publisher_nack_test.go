@@ -77,8 +77,8 @@ type pauseLog struct {
 }
 
 func (l *pauseLog) Enabled(context.Context, slog.Level) bool { return true }
-func (l *pauseLog) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *pauseLog) WithGroup(string) slog.Handler           { return l }
+func (l *pauseLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *pauseLog) WithGroup(string) slog.Handler            { return l }
 
 func (l *pauseLog) Handle(_ context.Context, r slog.Record) error {
 	if !strings.Contains(r.Message, "fresh channel") {
