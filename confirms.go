@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,6 @@ type confirmChannel struct {
 	ch      *amqp.Channel
 	returns chan amqp.Return
 	closes  chan *amqp.Error
-	slots   chan struct{}
 	alone   bool            // the channel carries one publish: whatever closes it is that publish's fault
 	abort   func()          // closes the connection under a stuck write; nil: writes are not guarded
 	settled func(*pending)  // told, outside c.mu, the outcome of a publish its caller does not wait for; nil: none
@@ -57,9 +57,11 @@ type confirmChannel struct {
 	check   func()        // c.checkWrites, made once
 	writers atomic.Int32  // publishes being written on it
 	written atomic.Uint64 // publishes written on it
+	held    atomic.Int32  // unsettled publishes, at most maxInFlight; changed under mu
 	retired atomic.Bool   // nackRun nacks in a row: publish elsewhere
 
 	mu       sync.Mutex
+	room     chan struct{}       // closed once a place frees, for those waiting for one; nil: nobody waits
 	inflight map[string]*pending // message id -> its unsettled publish
 	unowned  []*pending          // publishes nobody waits for, to settle once the broker has
 	nacks    int                 // nacks in a row
@@ -89,7 +91,6 @@ func newConfirmChannel(ch *amqp.Channel) (*confirmChannel, error) {
 		ch:       ch,
 		returns:  ch.NotifyReturn(make(chan amqp.Return, maxInFlight)),
 		closes:   ch.NotifyClose(make(chan *amqp.Error, 1)),
-		slots:    make(chan struct{}, maxInFlight),
 		inflight: make(map[string]*pending),
 	}
 	c.check = c.checkWrites
@@ -106,7 +107,7 @@ func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg 
 	return c.wait(ctx, p)
 }
 
-// send writes msg as the publish p, once a slot is free and no other
+// send writes msg as the publish p, once a place is free and no other
 // publish of the same message id is unsettled. A message without a
 // MessageId gets a random one. With p.report set, nobody will wait for p:
 // a later publish settles it once the broker has.
@@ -115,11 +116,7 @@ func (c *confirmChannel) send(ctx context.Context, p *pending, msg amqp.Publishi
 		msg.MessageId = newMessageID()
 	}
 	p.id = msg.MessageId
-	if err := c.acquire(ctx); err != nil {
-		return err
-	}
 	if err := c.reserve(ctx, p); err != nil {
-		<-c.slots
 		return err
 	}
 	dc, err := c.write(ctx, p.exchange, p.key, msg)
@@ -128,50 +125,71 @@ func (c *confirmChannel) send(ctx context.Context, p *pending, msg amqp.Publishi
 		return err
 	}
 	p.dc.Store(dc)
-	if p.report {
-		c.leave(p)
-	}
 	return nil
 }
 
-// acquire takes a slot, settling publishes that nobody waits for once the
-// broker has.
-func (c *confirmChannel) acquire(ctx context.Context) error {
+// reserve takes a place for p and records it as the unsettled publish of
+// its message id, once a place is free and no other is; meanwhile it
+// settles, in order, the publishes nobody waits for that the broker has
+// settled.
+func (c *confirmChannel) reserve(ctx context.Context, p *pending) error {
+	var buf [16]*pending
 	for {
-		select {
-		case c.slots <- struct{}{}:
+		c.mu.Lock()
+		report, next := c.sweepLocked(buf[:0])
+		prev := c.inflight[p.id]
+		full := c.held.Load() >= maxInFlight
+		if prev == nil && !full {
+			c.inflight[p.id] = p
+			c.held.Add(1)
+			if p.report {
+				c.unowned = append(c.unowned, p)
+			}
+			c.mu.Unlock()
+			c.tell(report)
 			return nil
-		default:
 		}
-		next := c.sweep() // nil, which never fires, when nothing is left to settle
-		select {
-		case c.slots <- struct{}{}:
-			return nil
-		case <-next:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-c.closing:
-			return ErrClosed
+		var room <-chan struct{}
+		if full {
+			if c.room == nil {
+				c.room = make(chan struct{})
+			}
+			room = c.room
+		}
+		c.mu.Unlock()
+		c.tell(report)
+		var err error
+		if prev != nil {
+			err = c.awaitSettled(ctx, prev)
+		} else {
+			err = c.awaitRoom(ctx, room, next)
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// reserve records p as the unsettled publish of its message id, once no
-// other is.
-func (c *confirmChannel) reserve(ctx context.Context, p *pending) error {
-	for {
-		c.mu.Lock()
-		prev := c.inflight[p.id]
-		if prev == nil {
-			c.inflight[p.id] = p
-			c.mu.Unlock()
-			return nil
-		}
-		c.mu.Unlock()
-		if err := c.awaitSettled(ctx, prev); err != nil {
-			return err
-		}
+// awaitRoom waits until a place frees or next (the first publish nobody
+// waits for) is settled by the broker.
+func (c *confirmChannel) awaitRoom(ctx context.Context, room, next <-chan struct{}) error {
+	var poll <-chan time.Time
+	if next == nil {
+		// The first of those is being written: look again in a moment.
+		t := time.NewTimer(time.Millisecond)
+		defer t.Stop()
+		poll = t.C
 	}
+	select {
+	case <-room:
+	case <-next:
+	case <-poll:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closing:
+		return ErrClosed
+	}
+	return nil
 }
 
 // awaitSettled waits until the broker has settled prev, and settles it.
@@ -200,13 +218,28 @@ func (c *confirmChannel) awaitSettled(ctx context.Context, prev *pending) error 
 	}
 }
 
+// unreserve gives back the place of p, which was not sent.
 func (c *confirmChannel) unreserve(p *pending) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.inflight[p.id] == p {
 		delete(c.inflight, p.id)
 	}
-	c.mu.Unlock()
-	<-c.slots
+	if p.report {
+		if i := slices.Index(c.unowned, p); i >= 0 {
+			c.unowned = slices.Delete(c.unowned, i, i+1)
+		}
+	}
+	c.free()
+}
+
+// free gives back a place. Call it with c.mu held.
+func (c *confirmChannel) free() {
+	c.held.Add(-1)
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
 }
 
 // write publishes msg. An error that is not ctx's means the message was not
@@ -315,7 +348,7 @@ func (c *confirmChannel) settleLocked(p *pending) bool {
 	if c.inflight[p.id] == p {
 		delete(c.inflight, p.id)
 	}
-	<-c.slots
+	c.free()
 	return true
 }
 
@@ -340,6 +373,9 @@ func (c *confirmChannel) sweepLocked(report []*pending) ([]*pending, <-chan stru
 		p := c.unowned[0]
 		if !p.done {
 			dc := p.dc.Load()
+			if dc == nil {
+				break // being written
+			}
 			select {
 			case <-dc.Done():
 			default:
@@ -402,8 +438,8 @@ func (c *confirmChannel) drainReturns() {
 	}
 }
 
-// load is how many publishes hold a slot.
-func (c *confirmChannel) load() int { return len(c.slots) }
+// load is how many publishes are unsettled.
+func (c *confirmChannel) load() int { return int(c.held.Load()) }
 
 // everAcked reports whether the broker has acked a publish on the channel.
 func (c *confirmChannel) everAcked() bool {

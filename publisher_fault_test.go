@@ -16,9 +16,10 @@ import (
 )
 
 // Connections reset under many publishing goroutines (the peer gone
-// mid-write, "connection reset by peer"): every error Publish returns wraps
-// one the docs name, so that a caller can tell what happened to its
-// message.
+// mid-write, "connection reset by peer"): every error Publish,
+// PublishAsync and Wait return wraps one the docs name, so that a caller
+// can tell what happened to its message; and every message confirmed is
+// in the queue.
 func TestPublishErrorsAcrossResets(t *testing.T) {
 	t.Parallel()
 	q := brokertest.Queue(t, "q", nil)
@@ -34,9 +35,11 @@ func TestPublishErrorsAcrossResets(t *testing.T) {
 		strange           []error
 		wg                sync.WaitGroup
 	)
-	record := func(err error) {
+	var confirmed sync.Map
+	record := func(body string, err error) {
 		if err == nil {
 			published.Add(1)
+			confirmed.Store(body, true)
 			return
 		}
 		failed.Add(1)
@@ -51,7 +54,12 @@ func TestPublishErrorsAcrossResets(t *testing.T) {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(end); i++ {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				record(pub.Publish(ctx, "", q, amqpMsg(fmt.Sprintf("g%d-%d", g, i))))
+				body := fmt.Sprintf("g%d-%d", g, i)
+				if g%4 == 0 {
+					record(body, publishAsync(ctx, pub, q, amqpMsg(body)))
+				} else {
+					record(body, pub.Publish(ctx, "", q, amqpMsg(body)))
+				}
 				cancel()
 			}
 		})
@@ -67,13 +75,32 @@ func TestPublishErrorsAcrossResets(t *testing.T) {
 	if failed.Load() == 0 || published.Load() == 0 {
 		t.Fatalf("want both failures and successes under resets, got %d and %d", failed.Load(), published.Load())
 	}
+	queued := map[string]bool{}
+	for _, d := range getAll(t, q, messageCount(t, q), 10*time.Second) {
+		queued[string(d.Body)] = true
+	}
+	confirmed.Range(func(body, _ any) bool {
+		if !queued[body.(string)] {
+			t.Errorf("%s was confirmed but is not in the queue", body)
+		}
+		return true
+	})
 	for i, err := range strange {
 		if i == 5 {
 			t.Errorf("... and %d more", len(strange)-5)
 			break
 		}
-		t.Errorf("Publish returned %q (%T), which wraps none of the errors the docs name", err, errors.Unwrap(err))
+		t.Errorf("a publish returned %q (%T), which wraps none of the errors the docs name", err, errors.Unwrap(err))
 	}
+}
+
+// publishAsync publishes msg with PublishAsync and waits for its outcome.
+func publishAsync(ctx context.Context, pub *dlxretry.Publisher, queue string, msg amqp.Publishing) error {
+	c, err := pub.PublishAsync(ctx, "", queue, msg)
+	if err != nil {
+		return err
+	}
+	return c.Wait(ctx)
 }
 
 // documented reports whether err wraps an error the Publish docs name.
@@ -88,10 +115,10 @@ func documented(err error) bool {
 		}
 	}
 	switch {
-	case errors.As(err, &ae):
-		return ae.Server // the broker's refusal; amqp091-go's own (a closed channel) is not
 	case errors.As(err, &ce), errors.As(err, &cn):
 		return true
+	case errors.As(err, &ae):
+		return ae.Server // the broker's refusal; amqp091-go's own (a closed channel) is not
 	}
 	return false
 }
