@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,8 +16,8 @@ import (
 
 // maxInFlight bounds the unsettled publishes on one channel. It is also the
 // size of the returns buffer, so that the connection's reader never blocks
-// on a return: a publish holds its slot until its outcome, return included,
-// has been taken.
+// on a return: a publish keeps its place until its confirm, and with it its
+// return, has been taken.
 const maxInFlight = 1024
 
 // nackRun is how many nacks in a row retire a channel: in a cluster, a
@@ -32,404 +31,360 @@ const nackRun = 8
 var errNotSent = errors.New("dlxretry: not sent")
 
 // confirmChannel publishes on a channel in confirm mode, with mandatory
-// routing, and tells each publish its own outcome: many publishes are in
-// flight at once, each settled by whoever takes its outcome (its caller,
-// or a later publish for one nobody waits for), returns matched by message
-// id. The broker sends a message's return before its confirm, so once a
-// confirm has arrived its return, if any, is already buffered.
+// routing, and tells each publish its own outcome. One goroutine per
+// channel, its loop, writes the messages in the order they are handed to
+// it and takes the broker's confirms, in order, with the returns that come
+// before them: callers hand over a message and wait for its outcome, so
+// none of them holds a lock across a network write, and many publishes are
+// in flight at once. The loop ends when the channel closes.
 //
-// A message id has at most one unsettled publish on a channel: a second
-// publish with the same id waits until the broker has settled the first,
-// even when the first one's caller gave up, so that a return is never taken
-// for another message's.
-//
-// Nothing is held across the network write but amqp091-go's own channel
-// lock; c.mu guards only the bookkeeping.
+// Returns are matched by message id: a message id has at most one
+// unsettled publish on a channel, and a second publish with the same id is
+// written once the broker has settled the first (even when the first one's
+// caller gave up), so that a return is never taken for another message's.
 type confirmChannel struct {
 	ch      *amqp.Channel
+	reqs    chan *pending // to the loop; room for every place
 	returns chan amqp.Return
 	closes  chan *amqp.Error
-	alone   bool            // the channel carries one publish: whatever closes it is that publish's fault
-	abort   func()          // closes the connection under a stuck write; nil: writes are not guarded
-	settled func(*pending)  // told, outside c.mu, the outcome of a publish its caller does not wait for; nil: none
-	closing <-chan struct{} // closed when its owner closes: waits end with ErrClosed; nil: never
+	ended   chan struct{} // closed once the loop has ended
+	alone   bool          // the channel carries one publish: whatever closes it is that publish's fault
+	abort   func()        // closes the connection under a stuck write; nil: writes are not guarded
+	settled func(*pending)
 
-	check   func()        // c.checkWrites, made once
-	writers atomic.Int32  // publishes being written on it
-	written atomic.Uint64 // publishes written on it
-	held    atomic.Int32  // unsettled publishes, at most maxInFlight; changed under mu
-	retired atomic.Bool   // nackRun nacks in a row: publish elsewhere
+	held    atomic.Int32            // places taken, at most maxInFlight
+	writing atomic.Pointer[pending] // the publish being written
+	written atomic.Uint64           // publishes written, or that failed to be
+	retired atomic.Bool             // nackRun nacks in a row: publish elsewhere
+	acked   atomic.Bool             // the broker has acked a publish on this channel
 
-	mu       sync.Mutex
-	room     chan struct{}       // closed once a place frees, for those waiting for one; nil: nobody waits
-	inflight map[string]*pending // message id -> its unsettled publish
-	unowned  []*pending          // publishes nobody waits for, to settle once the broker has
-	nacks    int                 // nacks in a row
-	acked    bool                // the broker acked a publish on this channel
-	closeErr *amqp.Error
+	mu   sync.Mutex
+	room chan struct{} // closed once a place frees, for those who wait for one; nil: nobody waits
+
+	closeErr *amqp.Error // why the channel closed, if known; set before ended is closed
 }
 
-// pending is one publish: in flight until its outcome is taken.
-type pending struct {
-	id, exchange, key string
-	start             time.Time
-	dc                atomic.Pointer[amqp.DeferredConfirmation] // set once written
-	report            bool                                      // tell c.settled its outcome: nobody else reports it
+// The states of a pending publish.
+const (
+	queued  int32 = iota // handed to the loop, not written yet
+	writing              // being written
+	sent                 // written: the broker settles it
+	dropped              // never to be written: its caller gave up, or the channel closed first
+)
 
-	// guarded by the channel's mu
+// pending is one publish, from the moment it is handed to the loop until
+// its outcome is known.
+type pending struct {
+	exchange, key string
+	msg           amqp.Publishing
+	start         time.Time
+	report        bool          // nobody waits for it: tell confirmChannel.settled its outcome
+	state         atomic.Int32  // queued, writing, sent or dropped
+	done          chan struct{} // closed once err is set
+	err           error         // its outcome
+
+	// the loop's own
+	dc         *amqp.DeferredConfirmation
+	orphaned   bool // the channel broke while it was unsettled
 	returned   bool
 	returnText string
-	done       bool  // the outcome was taken
-	err        error // the outcome, once done
 }
 
+func newPending(exchange, key string, msg amqp.Publishing) *pending {
+	if msg.MessageId == "" {
+		msg.MessageId = newMessageID()
+	}
+	return &pending{exchange: exchange, key: key, msg: msg, done: make(chan struct{})}
+}
+
+// newConfirmChannel puts ch in confirm mode and starts its loop, which ends
+// when ch closes.
 func newConfirmChannel(ch *amqp.Channel) (*confirmChannel, error) {
 	if err := ch.Confirm(false); err != nil {
 		return nil, fmt.Errorf("dlxretry: confirm mode: %w", err)
 	}
 	c := &confirmChannel{
-		ch:       ch,
-		returns:  ch.NotifyReturn(make(chan amqp.Return, maxInFlight)),
-		closes:   ch.NotifyClose(make(chan *amqp.Error, 1)),
-		inflight: make(map[string]*pending),
+		ch:      ch,
+		reqs:    make(chan *pending, maxInFlight),
+		returns: ch.NotifyReturn(make(chan amqp.Return, maxInFlight)),
+		closes:  ch.NotifyClose(make(chan *amqp.Error, 1)),
+		ended:   make(chan struct{}),
 	}
-	c.check = c.checkWrites
+	go c.loop()
 	return c, nil
 }
 
 // publish returns nil once the broker has confirmed msg and not returned it.
 // A message without a MessageId gets a random one.
 func (c *confirmChannel) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	p := &pending{exchange: exchange, key: key}
-	if err := c.send(ctx, p, msg); err != nil {
+	p := newPending(exchange, key, msg)
+	if err := c.send(ctx, p); err != nil {
 		return err
 	}
 	return c.wait(ctx, p)
 }
 
-// send writes msg as the publish p, once a place is free and no other
-// publish of the same message id is unsettled. A message without a
-// MessageId gets a random one. With p.report set, nobody will wait for p:
-// a later publish settles it once the broker has.
-func (c *confirmChannel) send(ctx context.Context, p *pending, msg amqp.Publishing) error {
-	if msg.MessageId == "" {
-		msg.MessageId = newMessageID()
-	}
-	p.id = msg.MessageId
-	if err := c.reserve(ctx, p); err != nil {
+// send hands p to the loop, once a place is free. If the loop has ended
+// (the channel closed), p's outcome is that it was not sent.
+func (c *confirmChannel) send(ctx context.Context, p *pending) error {
+	if err := c.take(ctx); err != nil {
 		return err
-	}
-	dc, err := c.write(ctx, p.exchange, p.key, msg)
-	if err != nil {
-		c.unreserve(p)
-		return err
-	}
-	p.dc.Store(dc)
-	return nil
-}
-
-// reserve takes a place for p and records it as the unsettled publish of
-// its message id, once a place is free and no other is; meanwhile it
-// settles, in order, the publishes nobody waits for that the broker has
-// settled.
-func (c *confirmChannel) reserve(ctx context.Context, p *pending) error {
-	var buf [16]*pending
-	for {
-		c.mu.Lock()
-		report, next := c.sweepLocked(buf[:0])
-		prev := c.inflight[p.id]
-		full := c.held.Load() >= maxInFlight
-		if prev == nil && !full {
-			c.inflight[p.id] = p
-			c.held.Add(1)
-			if p.report {
-				c.unowned = append(c.unowned, p)
-			}
-			c.mu.Unlock()
-			c.tell(report)
-			return nil
-		}
-		var room <-chan struct{}
-		if full {
-			if c.room == nil {
-				c.room = make(chan struct{})
-			}
-			room = c.room
-		}
-		c.mu.Unlock()
-		c.tell(report)
-		var err error
-		if prev != nil {
-			err = c.awaitSettled(ctx, prev)
-		} else {
-			err = c.awaitRoom(ctx, room, next)
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// awaitRoom waits until a place frees or next (the first publish nobody
-// waits for) is settled by the broker.
-func (c *confirmChannel) awaitRoom(ctx context.Context, room, next <-chan struct{}) error {
-	var poll <-chan time.Time
-	if next == nil {
-		// The first of those is being written: look again in a moment.
-		t := time.NewTimer(time.Millisecond)
-		defer t.Stop()
-		poll = t.C
 	}
 	select {
-	case <-room:
-	case <-next:
-	case <-poll:
+	case c.reqs <- p:
+	case <-c.ended:
 	case <-ctx.Done():
+		c.give()
 		return ctx.Err()
-	case <-c.closing:
-		return ErrClosed
+	}
+	select {
+	case <-c.ended: // perhaps before the loop took p
+		if p.state.CompareAndSwap(queued, dropped) {
+			c.finish(p, errChannelClosed)
+		}
+	default:
 	}
 	return nil
 }
 
-// awaitSettled waits until the broker has settled prev, and settles it.
-func (c *confirmChannel) awaitSettled(ctx context.Context, prev *pending) error {
-	dc := prev.dc.Load()
-	if dc == nil {
-		// Being written right now (dc is set after the write), or just
-		// failed to be: rare, and over within a write.
+// errChannelClosed is the outcome of a publish handed to a channel that
+// closed before writing it.
+var errChannelClosed = fmt.Errorf("%w: the channel closed", errNotSent)
+
+// take takes a place, waiting while all are taken.
+func (c *confirmChannel) take(ctx context.Context) error {
+	for {
+		n := c.held.Load()
+		if n < maxInFlight {
+			if c.held.CompareAndSwap(n, n+1) {
+				return nil
+			}
+			continue
+		}
+		c.mu.Lock()
+		if c.held.Load() < maxInFlight {
+			c.mu.Unlock()
+			continue
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
 		select {
-		case <-time.After(time.Millisecond):
-			return nil
+		case <-room:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-c.closing:
-			return ErrClosed
+		case <-c.ended:
+			return errChannelClosed
 		}
-	}
-	select {
-	case <-dc.Done():
-		c.settle(prev)
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.closing:
-		return ErrClosed
 	}
 }
 
-// unreserve gives back the place of p, which was not sent.
-func (c *confirmChannel) unreserve(p *pending) {
+// give gives back a place.
+func (c *confirmChannel) give() {
+	if c.held.Add(-1) != maxInFlight-1 {
+		return // nobody can be waiting: all were not taken
+	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.inflight[p.id] == p {
-		delete(c.inflight, p.id)
-	}
-	if p.report {
-		if i := slices.Index(c.unowned, p); i >= 0 {
-			c.unowned = slices.Delete(c.unowned, i, i+1)
-		}
-	}
-	c.free()
-}
-
-// free gives back a place. Call it with c.mu held.
-func (c *confirmChannel) free() {
-	c.held.Add(-1)
 	if c.room != nil {
 		close(c.room)
 		c.room = nil
 	}
+	c.mu.Unlock()
 }
 
-// write publishes msg. An error that is not ctx's means the message was not
-// received whole: it wraps errNotSent, once the channel has closed (the
-// connection's reader may learn of a broken connection after the writer).
-func (c *confirmChannel) write(ctx context.Context, exchange, key string, msg amqp.Publishing) (*amqp.DeferredConfirmation, error) {
-	if c.abort != nil && ctx.Done() != nil { // a ctx that never ends needs no guard
-		defer context.AfterFunc(ctx, c.check)()
+// wait returns p's outcome, or ctx's error if ctx ends first: then p is
+// not written if it was not yet, and its outcome is dropped if it was.
+func (c *confirmChannel) wait(ctx context.Context, p *pending) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(queued, dropped) {
+			c.give()
+		}
+		c.watchWrites()
+		return ctx.Err()
 	}
-	c.writers.Add(1)
-	dc, err := c.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
-	c.writers.Add(-1)
-	c.written.Add(1)
-	switch {
-	case err == nil:
-		return dc, nil
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	}
-	c.awaitClosed(ctx)
-	return nil, fmt.Errorf("%w: %w", errNotSent, err)
 }
 
-// checkWrites runs when the ctx of a write ends: it aborts the connection
-// if a write is running then and none is done within writeGrace (the broker
-// stopped reading), since a write cannot be interrupted otherwise.
-func (c *confirmChannel) checkWrites() {
-	if c.writers.Load() == 0 {
+// watchWrites is called when a caller's ctx ended while it waited: a write
+// that is running and still running writeGrace later, with none done
+// meanwhile (the broker stopped reading), cannot be interrupted but by
+// closing the connection under it, which c.abort does.
+func (c *confirmChannel) watchWrites() {
+	if c.abort == nil || c.writing.Load() == nil {
 		return
 	}
 	seen := c.written.Load()
 	time.AfterFunc(writeGrace, func() {
-		if c.writers.Load() > 0 && c.written.Load() == seen {
+		if c.writing.Load() != nil && c.written.Load() == seen {
 			c.abort()
 		}
 	})
 }
 
-// awaitClosed waits a moment for the channel to close, and keeps why.
-func (c *confirmChannel) awaitClosed(ctx context.Context) {
-	t := time.NewTimer(closeTimeout)
-	defer t.Stop()
-	select {
-	case e, ok := <-c.closes:
-		c.mu.Lock()
-		if ok && c.closeErr == nil {
-			c.closeErr = e
+// loop writes what it is handed and settles what the broker has, in
+// order, until the channel closes.
+func (c *confirmChannel) loop() {
+	l := &loopState{byID: make(map[string]*pending)}
+	defer c.end(l)
+	for !l.over {
+		var head <-chan struct{} // nil, which never fires, when nothing is in flight
+		if len(l.fifo) > 0 {
+			head = l.fifo[0].dc.Done()
 		}
-		c.mu.Unlock()
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-// wait returns p's outcome once the broker has settled it, or ctx's error
-// (or ErrClosed) first; then p is left to be settled by a later publish.
-func (c *confirmChannel) wait(ctx context.Context, p *pending) error {
-	select {
-	case <-p.dc.Load().Done():
-		return c.settle(p)
-	case <-ctx.Done():
-		c.leave(p)
-		return ctx.Err()
-	case <-c.closing:
-		c.leave(p)
-		return ErrClosed
-	}
-}
-
-// settle takes the outcome of p, which the broker has settled (or whose
-// channel has closed), frees its slot, and returns the outcome; it returns
-// the same outcome when called again.
-func (c *confirmChannel) settle(p *pending) error {
-	c.mu.Lock()
-	first := c.settleLocked(p)
-	c.mu.Unlock()
-	if first && p.report && c.settled != nil {
-		c.settled(p)
-	}
-	return p.err
-}
-
-// settleLocked is settle with c.mu held; it reports whether it took the
-// outcome (rather than finding it taken).
-func (c *confirmChannel) settleLocked(p *pending) bool {
-	if p.done {
-		return false
-	}
-	c.drainReturns()
-	acked := p.dc.Load().Acked()
-	switch {
-	case !acked && c.ch.IsClosed():
-		p.err = c.closedErrorLocked(p.exchange)
-	case !acked:
-		p.err = ErrNacked
-		if c.nacks++; c.nacks >= nackRun {
-			c.retired.Store(true)
+		select {
+		case p := <-c.reqs:
+			c.start(l, p)
+		case <-head:
+			c.settleDone(l)
+		case e, ok := <-c.closes:
+			l.closed(e, ok)
 		}
-	case p.returned:
-		p.err = fmt.Errorf("%w: %s", ErrUnroutable, p.returnText)
 	}
-	if acked {
-		c.nacks, c.acked = 0, true
-	}
-	p.done = true
-	if c.inflight[p.id] == p {
-		delete(c.inflight, p.id)
-	}
-	c.free()
-	return true
 }
 
-// sweep settles, in order, the publishes nobody waits for that the broker
-// has settled, and returns the Done channel of the first it has not (nil
-// when there is none).
-func (c *confirmChannel) sweep() <-chan struct{} {
-	var buf [16]*pending
-	c.mu.Lock()
-	report, next := c.sweepLocked(buf[:0])
-	c.mu.Unlock()
-	c.tell(report)
-	return next
-}
-
-// sweepLocked is sweep with c.mu held: it appends to report the publishes
-// whose outcome it took that are to be reported, for the caller to tell
-// once it has released c.mu.
-func (c *confirmChannel) sweepLocked(report []*pending) ([]*pending, <-chan struct{}) {
-	var next <-chan struct{}
-	for len(c.unowned) > 0 {
-		p := c.unowned[0]
-		if !p.done {
-			dc := p.dc.Load()
-			if dc == nil {
-				break // being written
-			}
-			select {
-			case <-dc.Done():
-			default:
-				next = dc.Done()
-			}
-			if next != nil {
-				break
-			}
-			if c.settleLocked(p) && p.report {
-				report = append(report, p)
-			}
-		}
-		c.unowned[0] = nil
-		c.unowned = c.unowned[1:]
-	}
-	if len(c.unowned) == 0 {
-		c.unowned = nil // let the backing array go
-	}
-	return report, next
-}
-
-// leave adds p to the publishes nobody waits for, settling those before it
-// that the broker has settled.
-func (c *confirmChannel) leave(p *pending) {
-	var buf [16]*pending
-	c.mu.Lock()
-	report, _ := c.sweepLocked(buf[:0])
-	if !p.done {
-		c.unowned = append(c.unowned, p)
-	}
-	c.mu.Unlock()
-	c.tell(report)
-}
-
-// tell reports outcomes that sweepLocked took.
-func (c *confirmChannel) tell(report []*pending) {
-	if c.settled == nil {
+// closed notes a notification of the channel's close: why it closed, and
+// that what was in flight is lost with it (when amqp091-go recovers a
+// channel, it goes on under the same notifications); once the
+// notifications end, the loop does.
+func (l *loopState) closed(e *amqp.Error, ok bool) {
+	if !ok {
+		l.over = true
 		return
 	}
-	for _, p := range report {
+	l.closeErr = e
+	for _, p := range l.fifo {
+		p.orphaned = true
+	}
+}
+
+// loopState is what the loop keeps.
+type loopState struct {
+	fifo     []*pending            // written, unsettled, in the order written
+	byID     map[string]*pending   // the unsettled publish of each message id
+	later    map[string][]*pending // publishes that wait for an unsettled one with their id
+	nacks    int                   // nacks in a row
+	closeErr *amqp.Error           // why the channel broke, if it did
+	over     bool                  // the channel's notifications have ended
+}
+
+// start writes p, unless its caller gave up on it, or holds it back while
+// a publish with its message id is unsettled.
+func (c *confirmChannel) start(l *loopState, p *pending) {
+	if prev := l.byID[p.msg.MessageId]; prev != nil {
+		if l.later == nil {
+			l.later = make(map[string][]*pending)
+		}
+		l.later[p.msg.MessageId] = append(l.later[p.msg.MessageId], p)
+		return
+	}
+	if !p.state.CompareAndSwap(queued, writing) {
+		return // dropped by its caller, who gave back its place
+	}
+	c.writing.Store(p)
+	dc, err := c.ch.PublishWithDeferredConfirm(p.exchange, p.key, true, false, p.msg)
+	c.writing.Store(nil)
+	c.written.Add(1)
+	if err != nil {
+		// Closed before or while it was written: the broker drops a
+		// message it did not receive whole.
+		p.state.Store(dropped)
+		c.finish(p, fmt.Errorf("%w: %w", errNotSent, err))
+		return
+	}
+	p.dc = dc
+	p.state.Store(sent)
+	l.fifo = append(l.fifo, p)
+	l.byID[p.msg.MessageId] = p
+}
+
+// settleDone settles, in order, the publishes the broker has settled.
+func (c *confirmChannel) settleDone(l *loopState) {
+	for len(l.fifo) > 0 {
+		p := l.fifo[0]
+		select {
+		case <-p.dc.Done():
+		default:
+			return
+		}
+		// Its return, if any, came before its confirm: it is buffered now.
+		c.drainReturns(l)
+		l.fifo[0] = nil
+		l.fifo = l.fifo[1:]
+		c.settle(l, p, c.outcome(l, p))
+	}
+	l.fifo = nil // let the backing array go
+}
+
+// outcome is the outcome of p, which the broker has settled or whose
+// channel has closed.
+func (c *confirmChannel) outcome(l *loopState, p *pending) error {
+	acked := p.dc.Acked()
+	if !acked && l.closeErr == nil && c.ch.IsClosed() {
+		// amqp091-go sends why before it closes the confirmations.
+		select {
+		case e, ok := <-c.closes:
+			l.closed(e, ok)
+		default:
+		}
+	}
+	switch {
+	case !acked && (p.orphaned || c.ch.IsClosed()):
+		return c.closedError(l.closeErr, p.exchange)
+	case !acked:
+		if l.nacks++; l.nacks >= nackRun {
+			c.retired.Store(true)
+		}
+		return ErrNacked
+	}
+	l.nacks = 0
+	c.acked.Store(true)
+	if p.returned {
+		return fmt.Errorf("%w: %s", ErrUnroutable, p.returnText)
+	}
+	return nil
+}
+
+// settle ends p with err, and writes the next publish with its message id.
+func (c *confirmChannel) settle(l *loopState, p *pending, err error) {
+	id := p.msg.MessageId
+	if l.byID[id] == p {
+		delete(l.byID, id)
+	}
+	c.finish(p, err)
+	if next := l.later[id]; len(next) > 0 {
+		if len(next) == 1 {
+			delete(l.later, id)
+		} else {
+			l.later[id] = next[1:]
+		}
+		c.start(l, next[0])
+	}
+}
+
+// finish sets p's outcome and gives back its place.
+func (c *confirmChannel) finish(p *pending, err error) {
+	p.err = err
+	close(p.done)
+	c.give()
+	if p.report && c.settled != nil {
 		c.settled(p)
 	}
 }
 
-// drainReturns records buffered returns on the unsettled publishes of their
-// message ids. Call it with c.mu held.
-func (c *confirmChannel) drainReturns() {
+// drainReturns records the buffered returns on the unsettled publishes of
+// their message ids.
+func (c *confirmChannel) drainReturns(l *loopState) {
 	for {
 		select {
 		case r, ok := <-c.returns:
 			if !ok {
 				return
 			}
-			if p := c.inflight[r.MessageId]; p != nil {
+			if p := l.byID[r.MessageId]; p != nil {
 				p.returned, p.returnText = true, r.ReplyText
 			}
 		default:
@@ -438,22 +393,45 @@ func (c *confirmChannel) drainReturns() {
 	}
 }
 
-// load is how many publishes are unsettled.
-func (c *confirmChannel) load() int { return int(c.held.Load()) }
-
-// everAcked reports whether the broker has acked a publish on the channel.
-func (c *confirmChannel) everAcked() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.acked
+// end settles what is left once the channel has closed: what was written
+// is unconfirmed (its confirmation closes with the channel), what was not
+// is not sent.
+func (c *confirmChannel) end(l *loopState) {
+	for _, p := range l.fifo {
+		<-p.dc.Done() // amqp091-go closes them right after the channel's notifications
+		c.drainReturns(l)
+		p.orphaned = true
+		c.finish(p, c.outcome(l, p))
+	}
+	l.fifo = nil
+	drop := func(p *pending) {
+		if p.state.CompareAndSwap(queued, dropped) {
+			c.finish(p, errChannelClosed)
+		}
+	}
+	for _, ps := range l.later {
+		for _, p := range ps {
+			drop(p)
+		}
+	}
+	c.closeErr = l.closeErr
+	close(c.ended) // from now on, what is handed over is dropped by its caller
+	for {
+		select {
+		case p := <-c.reqs:
+			drop(p)
+		default:
+			return
+		}
+	}
 }
 
-// closedErrorLocked says why a publish was not confirmed on a channel that
-// closed. The broker closes a channel for a publish it refuses (an exchange
-// that is not there, a message too large, no permission); that publish gets
-// the broker's error, the others [ErrUnconfirmed]. Call it with c.mu held.
-func (c *confirmChannel) closedErrorLocked(exchange string) error {
-	e := c.closeErrorLocked()
+// closedError says why a publish was not confirmed on a channel that
+// closed (with e, if known). The broker closes a channel for a publish it
+// refuses (an exchange that is not there, a message too large, no
+// permission); that publish gets the broker's error, the others
+// [ErrUnconfirmed].
+func (c *confirmChannel) closedError(e *amqp.Error, exchange string) error {
 	switch {
 	case e == nil:
 		return ErrUnconfirmed
@@ -463,25 +441,8 @@ func (c *confirmChannel) closedErrorLocked(exchange string) error {
 	return fmt.Errorf("%w (the channel closed: %v)", ErrUnconfirmed, e)
 }
 
-// closeError is the error the channel was closed with, nil if none (yet).
-func (c *confirmChannel) closeError() *amqp.Error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closeErrorLocked()
-}
-
-func (c *confirmChannel) closeErrorLocked() *amqp.Error {
-	if c.closeErr == nil {
-		select {
-		case e, ok := <-c.closes:
-			if ok {
-				c.closeErr = e
-			}
-		default:
-		}
-	}
-	return c.closeErr
-}
+// load is how many publishes hold a place.
+func (c *confirmChannel) load() int { return int(c.held.Load()) }
 
 // blames reports whether the broker closed the channel for a publish to
 // exchange: its reason names the exchange, as in "NOT_FOUND - no exchange

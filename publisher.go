@@ -22,16 +22,6 @@ const aloneAbove = 1 << 20
 // failed before its message was written whole.
 const sendAttempts = 3
 
-// maxChannels bounds the channels a Publisher publishes on at once, and
-// spreadAbove is how many unsettled publishes every one of them carries
-// before [Publisher.Publish] opens another: goroutines that find every
-// channel busy writing would otherwise queue on one, while a few publishes
-// in flight are confirmed sooner together on one channel.
-const (
-	maxChannels = 4
-	spreadAbove = 64
-)
-
 // The pause before a fresh channel after a run of nacks: it starts at
 // nackPauseMin and doubles, up to nackPauseMax, while the fresh channels
 // are nacked too, without an ack in between.
@@ -43,16 +33,18 @@ const (
 // Publisher publishes persistent messages with publisher confirms and
 // mandatory routing. It is safe for concurrent use. [Publisher.Publish]
 // waits for its message's confirm; [Publisher.PublishAsync] returns once
-// the message is written, with a [Confirmation] to learn its outcome from,
-// so that one goroutine keeps many messages in flight.
+// the message is handed over, with a [Confirmation] to learn its outcome
+// from, so that one goroutine keeps many messages in flight.
 //
-// Publishes from many goroutines go out on one channel, or on up to four
-// when many are in flight at once, without waiting for each other's
-// confirms. A Publisher connects on the first publish and, once the
-// connection is lost, connects again on a later one, with backoff. When the
-// broker nacks eight publishes in a row on a channel, the Publisher moves to
-// a fresh channel after a pause (see [ErrNacked]). Create it with
-// [NewPublisher]; the zero value is not usable. Close it when done.
+// Publishes from all goroutines go out on one channel, written in the order
+// they come by one goroutine of the Publisher's, which also takes the
+// broker's confirms; callers wait for their own outcome, never for each
+// other's writes or confirms. A Publisher connects on the first publish
+// and, once the connection is lost, connects again on a later one, with
+// backoff. When the broker nacks eight publishes in a row on the channel,
+// the Publisher moves to a fresh channel after a pause (see [ErrNacked]).
+// Create it with [NewPublisher]; the zero value is not usable. Close it
+// when done: that also ends its goroutines.
 type Publisher struct {
 	conn *Conn
 	own  bool // conn was made for this Publisher: Close closes it
@@ -60,11 +52,10 @@ type Publisher struct {
 	life context.Context // done once Close is called; not a caller's ctx
 	stop context.CancelFunc
 
-	chans atomic.Pointer[channelSet] // where publishes go; nil until one is open
-	turn  atomic.Uint32              // spreads publishes over the channels
+	cur atomic.Pointer[pubChannel] // where publishes go; nil until a channel is open
 
-	lock      chan struct{} // held while changing chans; guards the fields below; a channel so that waiting for it respects ctx
-	retired   []retiredChannel
+	lock      chan struct{} // held while changing cur; guards the fields below; a channel so that waiting for it respects ctx
+	retired   []*pubChannel // channels left after a run of nacks, closed once nothing is in flight on them
 	nackPause time.Duration // the last pause after a run of nacks
 	reopenAt  time.Time     // no fresh channel before this, after a run of nacks
 
@@ -73,16 +64,8 @@ type Publisher struct {
 	exchanges map[string]*exchangeCheck // exchanges that exist, or are being checked
 }
 
-// channelSet is the channels publishes go to, all on one connection. It is
-// never changed: the Publisher swaps in a new one.
-type channelSet struct {
-	l   *link
-	ccs []*confirmChannel // ccs[0] carries PublishAsync's messages, in order
-}
-
-// retiredChannel is a channel that nacked a run of publishes, closed once
-// the pause after it ends.
-type retiredChannel struct {
+// pubChannel is a channel that publishes go to, and its connection.
+type pubChannel struct {
 	l  *link
 	cc *confirmChannel
 }
@@ -164,72 +147,84 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 }
 
 func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	pd := &pending{exchange: exchange, key: key}
-	cc, err := p.send(ctx, pd, msg)
-	switch {
-	case err == nil && cc != nil:
-		err = cc.wait(ctx, pd)
-	case err == nil:
-		err = pd.err // settled on a channel of its own
+	err := prepare(&msg)
+	for range sendAttempts {
+		if err != nil {
+			break
+		}
+		pd := newPending(exchange, key, msg)
+		var cc *confirmChannel
+		switch cc, err = p.send(ctx, pd); {
+		case err == nil && cc != nil:
+			err = cc.wait(ctx, pd)
+		case err == nil:
+			err = pd.err // settled on a channel of its own
+		}
+		if !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
+			break
+		}
 	}
 	return p.outcome(ctx, exchange, key, err)
 }
 
 // PublishAsync publishes msg as [Publisher.Publish] does, with the same
-// guarantees, but returns once the message is written, with a Confirmation
-// that tells its outcome once the broker has settled it: the errors
-// Publish returns after writing a message ([ErrUnroutable], [ErrNacked],
-// [ErrUnconfirmed], the broker's refusal) come from [Confirmation.Wait].
-// PublishAsync itself returns an error, and no Confirmation, when the
-// message was not sent: [ErrClosed], ctx's error, a *[ConfigError], a
-// *[ConnectError], the broker's 404 for an exchange that does not exist,
-// or [ErrUnconfirmed] when the connection failed three times before the
-// message was written.
+// guarantees, but returns once the message is handed over to be written,
+// with a Confirmation that tells its outcome once the broker has settled
+// it: the errors Publish returns for a message it sent ([ErrUnroutable],
+// [ErrNacked], [ErrUnconfirmed], the broker's refusal) come from
+// [Confirmation.Wait]. PublishAsync itself returns an error, and no
+// Confirmation, when it could not hand the message over: [ErrClosed],
+// ctx's error, a *[ConfigError], a *[ConnectError], the broker's 404 for an
+// exchange that does not exist, or [ErrUnconfirmed] when the connection
+// failed three times before a channel was open.
 //
-// It waits while the publishes the Publisher has in flight for it reach
-// 1,024 (backpressure): a publish stops counting once its outcome is taken,
-// by [Confirmation.Wait] or, for a Confirmation nobody waits for, by a later
-// publish once the broker has settled it. ctx bounds that wait, connecting,
-// the broker's block and the write, as for Publish; it does not bound the
-// confirm. Messages that PublishAsync publishes go out on one channel, so
-// those of one goroutine reach a queue in the order it published them, as
-// long as that channel lasts (a lost connection or a run of nacks replaces
-// it). A message larger than 1 MiB or with a UserId, sent on a channel of
-// its own, is confirmed before PublishAsync returns.
+// It waits while 1,024 of its messages are unsettled (backpressure). ctx
+// bounds that wait, connecting, the broker's block and handing the message
+// over; not the write or the confirm, which Wait's ctx bounds. The messages
+// PublishAsync hands over go out on one channel, so those of one goroutine
+// reach a queue in the order it published them, as long as that channel
+// lasts (a lost connection or a run of nacks replaces it). A message whose
+// channel closed before it was written is not sent, and its Confirmation
+// says [ErrUnconfirmed]. A message larger than 1 MiB or with a UserId, sent
+// on a channel of its own, is confirmed before PublishAsync returns.
 //
 // A typical loop keeps a window of Confirmations and waits for the oldest
-// when the window is full. OnPublish is called once per message, once its
-// outcome is taken, on the goroutine that takes it.
+// when the window is full. OnPublish is called once per message once its
+// outcome is known, on the Publisher's goroutine that takes the confirms
+// (keep it quick), or on the caller's when PublishAsync fails.
 func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg amqp.Publishing) (*Confirmation, error) {
 	if p == nil || p.conn == nil {
 		return nil, invalid("Publisher", "not created by NewPublisher")
 	}
-	c := &Confirmation{}
-	c.p.exchange, c.p.key, c.p.start, c.p.report = exchange, key, time.Now(), true
-	cc, err := p.send(ctx, &c.p, msg)
-	err = p.outcome(ctx, exchange, key, err)
-	switch {
-	case err != nil:
-		p.report(ctx, exchange, key, err, c.p.start)
-		return nil, err
-	case cc == nil: // settled on a channel of its own
-		if c.p.err != nil {
-			c.p.err = publishError(exchange, key, c.p.err)
+	start := time.Now()
+	err := prepare(&msg)
+	for range sendAttempts {
+		if err != nil {
+			break
 		}
-		p.report(ctx, exchange, key, c.p.err, c.p.start)
-		return c, nil
+		c := &Confirmation{p: newPending(exchange, key, msg)}
+		c.p.start, c.p.report = start, true
+		if c.cc, err = p.send(ctx, c.p); err == nil {
+			if c.cc == nil { // settled on a channel of its own
+				p.reportAsync(c.p)
+			}
+			return c, nil
+		}
+		if !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
+			break
+		}
 	}
-	c.cc = cc
-	return c, nil
+	err = p.outcome(ctx, exchange, key, err)
+	p.report(ctx, exchange, key, err, start)
+	return nil, err
 }
 
 // Confirmation is the outcome of a message sent with
-// [Publisher.PublishAsync]. Done is closed once the broker has settled the
-// message; Wait returns its outcome. It is safe for concurrent use; the
-// zero value is not usable.
+// [Publisher.PublishAsync]. Done is closed once the outcome is known; Wait
+// returns it. It is safe for concurrent use; the zero value is not usable.
 type Confirmation struct {
-	p  pending
-	cc *confirmChannel // nil when the outcome was known at once
+	p  *pending
+	cc *confirmChannel // nil when sent on a channel of its own
 }
 
 // closed is a channel that is closed.
@@ -242,70 +237,65 @@ var closed = func() chan struct{} {
 // Done returns a channel that is closed once the outcome is known: the
 // broker confirmed or nacked the message, or its channel closed first.
 func (c *Confirmation) Done() <-chan struct{} {
-	if c == nil || c.cc == nil {
+	if c == nil || c.p == nil {
 		return closed
 	}
-	return c.p.dc.Load().Done()
+	return c.p.done
 }
 
 // Wait returns nil once the broker has confirmed the message and a queue
 // took it, or the error [Publisher.Publish] would have returned: it wraps
 // [ErrUnroutable], [ErrNacked], [ErrUnconfirmed] or the broker's
 // *amqp.Error. It returns ctx's error if ctx ends first; the message stays
-// in flight, and Wait can be called again.
+// in flight, and Wait can be called again. A message still being written a
+// moment after ctx ended (the broker stopped reading) cannot be taken back:
+// Wait closes the connection under it, as Publish does.
 func (c *Confirmation) Wait(ctx context.Context) error {
-	switch {
-	case c == nil || (c.cc == nil && c.p.exchange == "" && c.p.start.IsZero()):
+	if c == nil || c.p == nil {
 		return invalid("Confirmation", "not returned by PublishAsync")
-	case c.cc == nil:
-		return c.p.err
 	}
 	select {
-	case <-c.p.dc.Load().Done():
+	case <-c.p.done:
+		return asyncError(c.p)
 	case <-ctx.Done():
+		if c.cc != nil {
+			c.cc.watchWrites()
+		}
 		return publishError(c.p.exchange, c.p.key, ctx.Err())
 	}
-	if err := c.cc.settle(&c.p); err != nil {
-		return publishError(c.p.exchange, c.p.key, err)
-	}
-	return nil
 }
 
-// send hands msg to the broker as pd and returns the channel it went out
-// on, or nil for a message sent on a channel of its own, which send has
-// settled.
-func (p *Publisher) send(ctx context.Context, pd *pending, msg amqp.Publishing) (*confirmChannel, error) {
+// asyncError is the error Wait returns for pd, once settled.
+func asyncError(pd *pending) error {
+	switch {
+	case pd.err == nil:
+		return nil
+	case told(pd.err):
+		return publishError(pd.exchange, pd.key, pd.err)
+	}
+	return publishError(pd.exchange, pd.key, fmt.Errorf("%w: %w", ErrUnconfirmed, pd.err))
+}
+
+// send hands pd to the broker and returns the channel it went to, or nil
+// for a message sent on a channel of its own, which send has settled.
+func (p *Publisher) send(ctx context.Context, pd *pending) (*confirmChannel, error) {
 	if p.life.Err() != nil {
 		return nil, ErrClosed
 	}
-	if err := prepare(&msg); err != nil {
-		return nil, err
+	if len(pd.msg.Body) > aloneAbove || pd.msg.UserId != "" {
+		return nil, p.sendAlone(ctx, pd)
 	}
-	var err error
-	for range sendAttempts {
-		var cc *confirmChannel
-		if cc, err = p.sendOnce(ctx, pd, msg); !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
-			return cc, err
-		}
-	}
-	return nil, err
-}
-
-func (p *Publisher) sendOnce(ctx context.Context, pd *pending, msg amqp.Publishing) (*confirmChannel, error) {
-	if len(msg.Body) > aloneAbove || msg.UserId != "" {
-		return nil, p.sendAlone(ctx, pd, msg)
-	}
-	l, cc, err := p.channel(ctx, pd.report)
+	s, err := p.channel(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.checkExchange(ctx, l, pd.exchange); err != nil {
+	if err := p.checkExchange(ctx, s.l, pd.exchange); err != nil {
 		return nil, err
 	}
-	if err := p.waitUnblocked(ctx, l); err != nil {
+	if err := p.waitUnblocked(ctx, s.l); err != nil {
 		return nil, err
 	}
-	return cc, cc.send(ctx, pd, msg)
+	return s.cc, s.cc.send(ctx, pd)
 }
 
 // waitUnblocked waits while the broker blocks l (a memory or disk alarm).
@@ -323,8 +313,8 @@ func (p *Publisher) waitUnblocked(ctx context.Context, l *link) error {
 	return l.waitUnblocked(ctx)
 }
 
-// sendAlone publishes msg on a channel of its own and settles pd.
-func (p *Publisher) sendAlone(ctx context.Context, pd *pending, msg amqp.Publishing) error {
+// sendAlone publishes pd on a channel of its own and settles it.
+func (p *Publisher) sendAlone(ctx context.Context, pd *pending) error {
 	ctx, done := within(ctx, p.life)
 	defer done()
 	l, err := p.conn.link(ctx)
@@ -337,11 +327,12 @@ func (p *Publisher) sendAlone(ctx context.Context, pd *pending, msg amqp.Publish
 	if err := p.waitUnblocked(ctx, l); err != nil {
 		return err
 	}
-	err = p.publishAlone(ctx, l, pd.exchange, pd.key, msg)
+	err = p.publishAlone(ctx, l, pd.exchange, pd.key, pd.msg)
 	if errors.Is(err, errNotSent) {
 		return err
 	}
-	pd.err, pd.done = err, true
+	pd.err = err
+	close(pd.done)
 	return nil
 }
 
@@ -407,127 +398,57 @@ func (p *Publisher) report(ctx context.Context, exchange, key string, err error,
 	}
 }
 
-// reportAsync reports the outcome of a PublishAsync, taken by whoever took it.
+// reportAsync reports the outcome of a PublishAsync.
 func (p *Publisher) reportAsync(pd *pending) {
-	var err error
-	if pd.err != nil {
-		err = publishError(pd.exchange, pd.key, pd.err)
-	}
-	p.report(context.Background(), pd.exchange, pd.key, err, pd.start)
+	p.report(context.Background(), pd.exchange, pd.key, asyncError(pd), pd.start)
 }
 
-// channel returns a channel to publish on, and its connection: for async,
-// the one that carries PublishAsync's messages; otherwise one that nobody
-// is writing on, if there is one.
-func (p *Publisher) channel(ctx context.Context, async bool) (*link, *confirmChannel, error) {
-	s := p.chans.Load()
-	if s == nil || !s.usable() {
-		return p.repair(ctx, async)
+// channel returns the pubChannel to publish on, opening it if needed.
+func (p *Publisher) channel(ctx context.Context) (*pubChannel, error) {
+	if s := p.cur.Load(); s != nil && s.usable() {
+		return s, nil
 	}
-	cc, crowded := s.pick(async, p.turn.Add(1))
-	if crowded {
-		if more := p.grow(ctx, s); more != nil {
-			return more.l, more.ccs[len(more.ccs)-1], nil
-		}
-	}
-	return s.l, cc, nil
-}
-
-// usable reports whether every channel of s is open and not retired.
-func (s *channelSet) usable() bool {
-	for _, cc := range s.ccs {
-		if cc.ch.IsClosed() || cc.retired.Load() {
-			return false
-		}
-	}
-	return len(s.ccs) > 0
-}
-
-// pick returns a channel of s: for async the first; otherwise the first,
-// from the turn-th on, that nobody is writing on, or else the least loaded,
-// and whether all are crowded enough to open another.
-func (s *channelSet) pick(async bool, turn uint32) (*confirmChannel, bool) {
-	if async {
-		return s.ccs[0], false
-	}
-	n := uint32(len(s.ccs))
-	least := s.ccs[turn%n]
-	for i := range n {
-		cc := s.ccs[(turn+i)%n]
-		if cc.writers.Load() == 0 {
-			return cc, false
-		}
-		if cc.load() < least.load() {
-			least = cc
-		}
-	}
-	return least, n < maxChannels && least.load() >= spreadAbove
-}
-
-// grow adds a channel to s, unless another goroutine is changing the
-// channels, and returns the new set, or nil.
-func (p *Publisher) grow(ctx context.Context, s *channelSet) *channelSet {
-	select {
-	case p.lock <- struct{}{}:
-	default:
-		return nil
-	}
-	defer func() { <-p.lock }()
-	if p.chans.Load() != s || p.life.Err() != nil {
-		return nil
-	}
-	ctx, done := within(ctx, p.life)
-	defer done()
-	cc, err := p.openConfirm(ctx, s.l)
-	if err != nil {
-		return nil // the publish goes to a crowded channel, and finds out
-	}
-	more := &channelSet{l: s.l, ccs: append(s.ccs[:len(s.ccs):len(s.ccs)], cc)}
-	p.chans.Store(more)
-	return more
-}
-
-// repair replaces the channels when one of them closed or retired, or there
-// are none yet, and returns one to publish on.
-func (p *Publisher) repair(ctx context.Context, async bool) (*link, *confirmChannel, error) {
 	ctx, done := within(ctx, p.life)
 	defer done()
 	select {
 	case p.lock <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return nil, context.Cause(ctx)
 	}
 	defer func() { <-p.lock }()
 	if p.life.Err() != nil {
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
-	s := p.chans.Load()
-	if s == nil || !s.usable() {
-		var err error
-		if s, err = p.renew(ctx, s); err != nil {
-			return nil, nil, err
-		}
+	if s := p.cur.Load(); s != nil && s.usable() {
+		return s, nil // opened meanwhile
 	}
-	cc, _ := s.pick(async, p.turn.Add(1))
-	return s.l, cc, nil
+	return p.renew(ctx)
 }
 
-// renew returns a set of old's channels that are still good, on a live
-// connection, with a new channel when none is left. Call it holding p.lock.
-func (p *Publisher) renew(ctx context.Context, old *channelSet) (*channelSet, error) {
-	s := p.sortOut(old)
-	p.chans.Store(s)
-	if wait := time.Until(p.reopenAt); s == nil && wait > 0 {
-		// Nothing left to publish on after a run of nacks: not before the
-		// pause ends.
+// usable reports whether s's channel is open and not retired.
+func (s *pubChannel) usable() bool {
+	return !s.cc.ch.IsClosed() && !s.cc.retired.Load()
+}
+
+// renew replaces the channel that closed or retired, or opens the first.
+// Call it holding p.lock.
+func (p *Publisher) renew(ctx context.Context) (*pubChannel, error) {
+	if old := p.cur.Swap(nil); old != nil {
+		switch {
+		case old.cc.retired.Load():
+			p.retire(old)
+		case !old.l.conn.IsClosed():
+			// The broker closed the channel: perhaps for a publish to an
+			// exchange that went away since it was checked.
+			p.forgetExchanges()
+		}
+	}
+	if wait := time.Until(p.reopenAt); wait > 0 {
 		if err := sleep(ctx, wait); err != nil {
 			return nil, context.Cause(ctx)
 		}
 	}
-	p.closeRetired(s == nil)
-	if s != nil && !s.l.conn.IsClosed() {
-		return s, nil
-	}
+	p.closeRetired(false)
 	l, err := p.conn.link(ctx)
 	if err != nil {
 		return nil, err
@@ -536,65 +457,50 @@ func (p *Publisher) renew(ctx context.Context, old *channelSet) (*channelSet, er
 	if err != nil {
 		return nil, err
 	}
-	s = &channelSet{l: l, ccs: []*confirmChannel{cc}}
-	p.chans.Store(s)
+	s := &pubChannel{l: l, cc: cc}
+	p.cur.Store(s)
 	return s, nil
 }
 
-// sortOut returns the channels of old that are open and not retired, or
-// nil, and retires those that are. Call it holding p.lock.
-func (p *Publisher) sortOut(old *channelSet) *channelSet {
-	if old == nil {
-		return nil
-	}
-	var keep []*confirmChannel
-	for _, cc := range old.ccs {
-		switch {
-		case cc.retired.Load():
-			p.retire(old.l, cc)
-		case cc.ch.IsClosed():
-			if e := cc.closeError(); e != nil && e.Code == amqp.NotFound {
-				p.forgetExchanges() // an exchange went away since it was checked
-			}
-		default:
-			keep = append(keep, cc)
-		}
-	}
-	if len(keep) == 0 || old.l.conn.IsClosed() {
-		return nil
-	}
-	return &channelSet{l: old.l, ccs: keep}
-}
-
-// retire stops publishing on cc, which the broker nacked nackRun times in a
-// row, and sets the pause before a fresh channel. Call it holding p.lock.
-func (p *Publisher) retire(l *link, cc *confirmChannel) {
-	if cc.everAcked() || p.nackPause == 0 {
+// retire leaves s, whose channel the broker nacked nackRun times in a row,
+// and sets the pause before a fresh channel. Call it holding p.lock.
+func (p *Publisher) retire(s *pubChannel) {
+	if s.cc.acked.Load() || p.nackPause == 0 {
 		p.nackPause = nackPauseMin
 	} else {
 		p.nackPause = min(2*p.nackPause, nackPauseMax)
 	}
 	p.reopenAt = time.Now().Add(p.nackPause)
-	p.retired = append(p.retired, retiredChannel{l: l, cc: cc})
+	p.retired = append(p.retired, s)
 	p.opts.logger.Warn("the broker nacked publishes in a row on one channel; publishing on a fresh channel after a pause",
-		"nacks", nackRun, "pause", p.nackPause, "broker", redact(l.url))
+		"nacks", nackRun, "pause", p.nackPause, "broker", redact(s.l.url))
 }
 
-// closeRetired closes the retired channels: all of them once the pause has
-// ended, or those with nothing in flight. Call it holding p.lock.
+// closeRetired closes the retired channels with nothing in flight, or all.
+// Call it holding p.lock.
 func (p *Publisher) closeRetired(all bool) {
 	kept := p.retired[:0]
-	for _, r := range p.retired {
-		r.cc.sweep()
-		if all || r.cc.load() == 0 {
-			r.l.closeChannel(r.cc.ch)
-			r.cc.sweep()
+	for _, s := range p.retired {
+		if all || s.cc.load() == 0 {
+			s.close()
 			continue
 		}
-		kept = append(kept, r)
+		kept = append(kept, s)
 	}
 	clear(p.retired[len(kept):])
 	p.retired = kept
+}
+
+// close closes s's channel and waits, a moment at most, for its loop to
+// settle what was left on it.
+func (s *pubChannel) close() {
+	s.l.closeChannel(s.cc.ch)
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-s.cc.ended:
+	case <-t.C:
+	}
 }
 
 // openConfirm opens a channel in confirm mode on l.
@@ -606,7 +512,7 @@ func (p *Publisher) openConfirm(ctx context.Context, l *link) (*confirmChannel, 
 		cc, err = newConfirmChannel(ch)
 		done()
 		if err == nil {
-			cc.abort, cc.settled, cc.closing = l.abort, p.reportAsync, p.life.Done()
+			cc.abort, cc.settled = l.abort, p.reportAsync
 			return cc, nil
 		}
 	}
@@ -626,7 +532,7 @@ func (p *Publisher) publishAlone(ctx context.Context, l *link, exchange, key str
 	if err != nil {
 		return err
 	}
-	defer l.closeChannel(cc.ch)
+	defer (&pubChannel{l: l, cc: cc}).close()
 	cc.alone = true
 	err = cc.publish(ctx, exchange, key, msg)
 	if ae, ok := errors.AsType[*amqp.Error](err); ok && ae.Code == amqp.NotFound {
@@ -726,13 +632,12 @@ func declarePassive(ctx context.Context, l *link, exchange string) error {
 	return fmt.Errorf("%w: check exchange %q: %w", errNotSent, exchange, err)
 }
 
-// Close closes the Publisher's channels, and its connection when it has one
+// Close closes the Publisher's channel, and its connection when it has one
 // of its own (made from a URL). It interrupts what Publish and PublishAsync
 // wait for, connecting and backing off included: publishes in flight return
 // errors wrapping [ErrClosed] or [ErrUnconfirmed], and later ones return
 // ErrClosed. A shared Conn stays open. The outcomes of PublishAsync's
-// messages that nobody took are taken (and reported to OnPublish) before
-// Close returns.
+// messages are known (and reported to OnPublish) when Close returns.
 func (p *Publisher) Close() error {
 	if p == nil || p.conn == nil {
 		return invalid("Publisher", "not created by NewPublisher")
@@ -745,11 +650,8 @@ func (p *Publisher) Close() error {
 	}
 	p.lock <- struct{}{} // its holder returns promptly now that p.life is done
 	defer func() { <-p.lock }()
-	if s := p.chans.Swap(nil); s != nil {
-		for _, cc := range s.ccs {
-			s.l.closeChannel(cc.ch)
-			cc.sweep()
-		}
+	if s := p.cur.Swap(nil); s != nil {
+		p.retired = append(p.retired, s)
 	}
 	p.closeRetired(true)
 	return err
@@ -757,24 +659,15 @@ func (p *Publisher) Close() error {
 
 // abortStuckWrite closes the connection under a write that is still
 // running a moment after Close (the broker stopped reading it), which
-// would hold up closing the channels.
+// would hold up closing the channel.
 func (p *Publisher) abortStuckWrite() {
-	s := p.chans.Load()
-	if s == nil || !s.writing() {
+	s := p.cur.Load()
+	if s == nil || s.cc.writing.Load() == nil {
 		return
 	}
+	seen := s.cc.written.Load()
 	time.Sleep(writeGrace)
-	if s.writing() {
+	if s.cc.writing.Load() != nil && s.cc.written.Load() == seen {
 		s.l.abort()
 	}
-}
-
-// writing reports whether a publish is being written on s.
-func (s *channelSet) writing() bool {
-	for _, cc := range s.ccs {
-		if cc.writers.Load() > 0 {
-			return true
-		}
-	}
-	return false
 }
