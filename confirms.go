@@ -197,6 +197,10 @@ func (c *confirmChannel) give() {
 // wait returns p's outcome, or ctx's error if ctx ends first: then p is
 // not written if it was not yet, and its outcome is dropped if it was.
 func (c *confirmChannel) wait(ctx context.Context, p *pending) error {
+	if ctx.Done() == nil {
+		<-p.done
+		return p.err
+	}
 	select {
 	case <-p.done:
 		return p.err

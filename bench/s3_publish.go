@@ -18,7 +18,8 @@ import (
 // S3: publishing with confirms. Each contender publishes persistent,
 // mandatory messages to a fresh queue through the default exchange for a
 // fixed time (-s3time), then waits for its last confirm: the raw loop as a
-// window of -inflight deferred confirmations in one goroutine, the dlxretry
+// window of -inflight deferred confirmations in one goroutine (and, for
+// reference, on 8 channels of 64 and with a window of 8), the dlxretry
 // Publisher as blocking Publish calls from 1, 8, 64 and 256 goroutines and
 // as PublishAsync with the same window as the raw loop from one goroutine,
 // go-rabbitmq from 256 goroutines. Timed from the first publish to the last
@@ -65,6 +66,7 @@ func s3Contenders(cfg config) []contender {
 	cs := []contender{
 		{id: "raw", name: fmt.Sprintf("amqp091-go pipelined deferred confirms (raw), 1 goroutine, %d in flight", cfg.inflight), measure: publishRun(s3Raw)},
 		{id: "raw8", name: "amqp091-go pipelined, 8 goroutines with a channel and 64 in flight each", measure: publishRun(s3RawChannels(8, 64))},
+		{id: "rawwin8", name: "amqp091-go pipelined, 1 goroutine, 8 in flight (diagnostic: what 8 waiting callers can have)", measure: publishRun(s3RawChannels(1, 8))},
 		{id: "async", name: fmt.Sprintf("dlxretry PublishAsync, 1 goroutine, %d in flight", cfg.inflight), measure: publishRun(s3Async)},
 	}
 	for _, g := range cfg.goroutines {
