@@ -147,11 +147,11 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 }
 
 func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	err := prepare(&msg)
+	if err := prepare(&msg); err != nil {
+		return p.outcome(ctx, exchange, key, err)
+	}
+	var err error
 	for range sendAttempts {
-		if err != nil {
-			break
-		}
 		pd := newPending(exchange, key, msg)
 		var cc *confirmChannel
 		switch cc, err = p.send(ctx, pd); {
@@ -160,11 +160,33 @@ func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 		case err == nil:
 			err = pd.err // settled on a channel of its own
 		}
-		if !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
+		if !p.again(ctx, cc, err) {
 			break
 		}
 	}
 	return p.outcome(ctx, exchange, key, err)
+}
+
+// again reports whether a publish that failed with err on cc (nil if it
+// got none) goes to another channel: when it was not sent, and neither ctx
+// nor Close ended it. A write that failed may be learnt of before the
+// connection's reader learns that the connection broke: again gives the
+// channel a moment to close, so that the next attempt finds a new one.
+func (p *Publisher) again(ctx context.Context, cc *confirmChannel, err error) bool {
+	if !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
+		return false
+	}
+	if cc != nil {
+		t := time.NewTimer(closeTimeout)
+		defer t.Stop()
+		select {
+		case <-cc.ended:
+		case <-t.C:
+		case <-ctx.Done():
+		case <-p.life.Done():
+		}
+	}
+	return true
 }
 
 // PublishAsync publishes msg as [Publisher.Publish] does, with the same
@@ -190,18 +212,31 @@ func (p *Publisher) publish(ctx context.Context, exchange, key string, msg amqp.
 //
 // A typical loop keeps a window of Confirmations and waits for the oldest
 // when the window is full. OnPublish is called once per message once its
-// outcome is known, on the Publisher's goroutine that takes the confirms
-// (keep it quick), or on the caller's when PublishAsync fails.
+// outcome is known: on the caller's goroutine when PublishAsync fails,
+// otherwise on the Publisher's goroutine that takes the confirms, which
+// waits for it; there it must be quick and must not publish or wait on the
+// Publisher.
 func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg amqp.Publishing) (*Confirmation, error) {
 	if p == nil || p.conn == nil {
 		return nil, invalid("Publisher", "not created by NewPublisher")
 	}
 	start := time.Now()
-	err := prepare(&msg)
+	c, err := p.sendAsync(ctx, exchange, key, msg, start)
+	if err == nil {
+		return c, nil
+	}
+	err = p.outcome(ctx, exchange, key, err)
+	p.report(ctx, exchange, key, err, start)
+	return nil, err
+}
+
+// sendAsync hands msg over, trying up to sendAttempts channels.
+func (p *Publisher) sendAsync(ctx context.Context, exchange, key string, msg amqp.Publishing, start time.Time) (*Confirmation, error) {
+	if err := prepare(&msg); err != nil {
+		return nil, err
+	}
+	var err error
 	for range sendAttempts {
-		if err != nil {
-			break
-		}
 		c := &Confirmation{p: newPending(exchange, key, msg)}
 		c.p.start, c.p.report = start, true
 		if c.cc, err = p.send(ctx, c.p); err == nil {
@@ -210,12 +245,10 @@ func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg 
 			}
 			return c, nil
 		}
-		if !errors.Is(err, errNotSent) || ctx.Err() != nil || p.life.Err() != nil {
+		if !p.again(ctx, nil, err) {
 			break
 		}
 	}
-	err = p.outcome(ctx, exchange, key, err)
-	p.report(ctx, exchange, key, err, start)
 	return nil, err
 }
 

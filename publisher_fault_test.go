@@ -138,3 +138,39 @@ func (p *gateProxy) reset() {
 		c.Close()
 	}
 }
+
+// A write that the broker stops reading (its socket buffers full) does not
+// hold Publish past its ctx: the write cannot be interrupted, so the
+// connection is closed under it, and the next Publish connects again.
+func TestPublishStuckWriteEndsWithCtx(t *testing.T) {
+	t.Parallel()
+	q := brokertest.Queue(t, "q", nil)
+	proxy := startGateProxy(t)
+	pub, err := dlxretry.NewPublisher(proxy.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx := context.Background()
+	if err := pub.Publish(ctx, "", q, amqpMsg("before")); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Close()
+	big := amqp.Publishing{Body: make([]byte, 900<<10)} // under the 1 MiB that goes on a channel of its own
+	for i := range 20 {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err := returnsWithin(t, 3*time.Second, "Publish while the broker reads nothing", func() error {
+			return pub.Publish(short, "", q, big)
+		})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("publish %d while the broker reads nothing: %v, want the deadline", i, err)
+		}
+	}
+	proxy.Open()
+	long, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pub.Publish(long, "", q, amqpMsg("after")); err != nil {
+		t.Errorf("publish once the broker reads again: %v", err)
+	}
+}
