@@ -105,18 +105,23 @@ func (a *nopAcknowledger) Ack(uint64, bool) error        { a.acks++; return nil 
 func (a *nopAcknowledger) Nack(uint64, bool, bool) error { a.nacks++; return nil }
 func (a *nopAcknowledger) Reject(uint64, bool) error     { a.nacks++; return nil }
 
+// benchTopology is the topology of the processor benchmarks.
+var benchTopology = Topology{Queue: "orders", Delays: []time.Duration{time.Second, 10 * time.Second}, MaxAttempts: 5}
+
 func benchProcessor(b *testing.B, h Handler, opts ...Option) *processor {
 	b.Helper()
-	topo := Topology{Queue: "orders", Delays: []time.Duration{time.Second, 10 * time.Second}, MaxAttempts: 5}
-	p, err := newProcessor(topo, h, opts)
+	p, err := newProcessor(benchTopology, h, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	return p
 }
 
+// benchDelivery is a delivery as the broker hands it over: a first one
+// from the publisher's exchange; a retried one (with x-death headers) from
+// the topology's requeue exchange, with the tier's key.
 func benchDelivery(ack amqp.Acknowledger, headers amqp.Table) amqp.Delivery {
-	return amqp.Delivery{
+	d := amqp.Delivery{
 		Acknowledger: ack,
 		Headers:      headers,
 		DeliveryMode: amqp.Persistent,
@@ -126,6 +131,10 @@ func benchDelivery(ack amqp.Acknowledger, headers amqp.Table) amqp.Delivery {
 		DeliveryTag:  1,
 		Body:         make([]byte, 1024),
 	}
+	if headers[headerXDeath] != nil {
+		d.Exchange, d.RoutingKey = benchTopology.RequeueExchange(), benchTopology.TierKey(1)
+	}
+	return d
 }
 
 // BenchmarkProcessAck is a first delivery whose handler succeeds: parse the

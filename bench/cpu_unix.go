@@ -3,6 +3,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,19 +20,53 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// brokerPID is the local RabbitMQ node's process (beam.smp), or 0 when
-// there is none on this machine (or it cannot be read).
-var brokerPID = findBroker()
+// brokerPID is the local RabbitMQ node's process (beam.smp) that the
+// benchmark talks to, or 0 when it is not on this machine (or cannot be
+// read). newEnv sets it.
+var brokerPID = 0
 
-func findBroker() int {
+// findBroker returns the pid of the beam.smp process that listens on the
+// TCP port, or 0. A machine may run several RabbitMQ nodes: the one on the
+// broker URL's port is the one whose CPU counts.
+func findBroker(port int) int {
+	sockets := listening(port)
+	if len(sockets) == 0 {
+		return 0
+	}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	for _, d := range dirs {
-		if strings.TrimSpace(readFile(d+"/comm")) == "beam.smp" {
-			pid, _ := strconv.Atoi(filepath.Base(d))
-			return pid
+		if strings.TrimSpace(readFile(d+"/comm")) != "beam.smp" {
+			continue
+		}
+		fds, _ := os.ReadDir(d + "/fd")
+		for _, fd := range fds {
+			if target, err := os.Readlink(d + "/fd/" + fd.Name()); err == nil && sockets[target] {
+				pid, _ := strconv.Atoi(filepath.Base(d))
+				return pid
+			}
 		}
 	}
 	return 0
+}
+
+// listening returns the sockets that listen on the TCP port, as their
+// /proc/PID/fd links read ("socket:[inode]").
+func listening(port int) map[string]bool {
+	hexPort := ":" + strings.ToUpper(strconv.FormatInt(int64(port), 16))
+	for len(hexPort) < 5 {
+		hexPort = ":0" + hexPort[1:]
+	}
+	sockets := make(map[string]bool)
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+		for _, line := range strings.Split(readFile(table), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 9 && f[3] == "0A" && strings.HasSuffix(f[1], hexPort) {
+				sockets["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	return sockets
 }
 
 // brokerCPU is the CPU time the local broker has used, user and system, or

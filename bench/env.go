@@ -38,8 +38,9 @@ func newEnv(cfg config) (*env, error) {
 	id := make([]byte, 3)
 	_, _ = rand.Read(id)
 	v, _ := conn.Properties["version"].(string)
-	if u, err := amqp.ParseURI(cfg.url); err != nil || !loopback(u.Host) {
-		brokerPID = 0 // the broker is elsewhere: its CPU is not ours to read
+	brokerPID = 0 // unless the broker is on this machine: elsewhere, its CPU is not ours to read
+	if u, err := amqp.ParseURI(cfg.url); err == nil && loopback(u.Host) {
+		brokerPID = findBroker(u.Port)
 	}
 	body := make([]byte, cfg.size)
 	for i := range body {
@@ -229,12 +230,12 @@ func (e *env) machine() string {
 | machine | %d cores (%s), %s RAM, %s |
 | broker | RabbitMQ %s at %s%s |
 | Go | %s %s/%s |
-| sizes | body %d B, prefetch %d, concurrency %d, S1/S3 n=%d, S2 n=%d, S3 in flight %d, %d rounds (median) |
+| sizes | body %d B, prefetch %d, concurrency %d, S1 n=%d, S2 n=%d, S3 %s per run with %d in flight (pipelined) and %s goroutines (Publish), %d rounds (median) |
 | load average at start | %s |
 
 `, command(), runtime.NumCPU(), cpuModel(), memTotal(), osName(), e.version, redact(c.url), brokerNote(),
 		runtime.Version(), runtime.GOOS, runtime.GOARCH,
-		c.size, c.prefetch, c.concurrency, c.n, c.n2, c.inflight, c.rounds, loadAverage())
+		c.size, c.prefetch, c.concurrency, c.n, c.n2, c.s3Time, c.inflight, joinInts(c.goroutines), c.rounds, loadAverage())
 }
 
 // command is how this run was started, as it would be typed in bench/.
@@ -283,4 +284,12 @@ func brokerNote() string {
 		return " (not on this machine: broker CPU not measured)"
 	}
 	return fmt.Sprintf(" (local, pid %d: broker CPU read from /proc)", brokerPID)
+}
+
+func joinInts(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
 }

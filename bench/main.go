@@ -22,12 +22,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,12 +38,14 @@ import (
 
 type config struct {
 	url         string
-	n           int           // S1 and S3: messages per run
+	n           int           // S1: messages per run
 	n2          int           // S2: messages per run
 	size        int           // body size in bytes
 	prefetch    int           // basic.qos prefetch count of every consumer
 	concurrency int           // handler goroutines of every consumer
-	inflight    int           // S3: unconfirmed publishes at once
+	inflight    int           // S3: unconfirmed publishes at once of the pipelined contenders
+	goroutines  []int         // S3: goroutines of the blocking Publish contenders
+	s3Time      time.Duration // S3: how long each run publishes
 	rounds      int           // measured runs per contender (median reported)
 	scenarios   []string      // which of S1..S6
 	s4Rate      int           // S4: new failing messages per second
@@ -48,6 +53,8 @@ type config struct {
 	s5Pairs     int           // S5: how many 100 ms and 5 s messages each
 	s6Messages  int           // S6: messages left waiting in a tier
 	timeout     time.Duration // bound on one measured run
+	only        []string      // if set, the contender ids to run beside each scenario's first
+	cpuProfile  string        // write a CPU profile of the whole run here
 	child       string        // internal: run a probe (S6) in this process
 	childQueue  string        // internal: the probe's work queue
 }
@@ -56,15 +63,17 @@ var allScenarios = []string{"S1", "S2", "S3", "S4", "S5", "S6"}
 
 func parseFlags(args []string) (config, error) {
 	var c config
-	var scen string
+	var scen, goroutines, only string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&c.url, "url", "", "broker URL (default: RABBITMQ_URL, else amqp://guest:guest@127.0.0.1:5672/)")
-	fs.IntVar(&c.n, "n", 10000, "S1, S3: messages per run")
-	fs.IntVar(&c.n2, "n2", 2000, "S2: messages per run (each is delivered twice)")
+	fs.IntVar(&c.n, "n", 50000, "S1: messages per run")
+	fs.IntVar(&c.n2, "n2", 10000, "S2: messages per run (each is delivered twice)")
 	fs.IntVar(&c.size, "size", 1024, "message body size in bytes")
 	fs.IntVar(&c.prefetch, "prefetch", 64, "prefetch count (basic.qos) of every consumer")
 	fs.IntVar(&c.concurrency, "concurrency", 8, "handler goroutines of every consumer")
-	fs.IntVar(&c.inflight, "inflight", 256, "S3: unconfirmed publishes at once (raw window; goroutines of the blocking publishers)")
+	fs.IntVar(&c.inflight, "inflight", 256, "S3: unconfirmed publishes at once of the raw loop and of PublishAsync")
+	fs.StringVar(&goroutines, "goroutines", "1,8,64,256", "S3: comma-separated goroutine counts for Publish (go-rabbitmq runs with the last)")
+	fs.DurationVar(&c.s3Time, "s3time", 5*time.Second, "S3: how long each run publishes")
 	fs.IntVar(&c.rounds, "rounds", 5, "measured runs per contender in S1-S3; the median is reported")
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.IntVar(&c.s4Rate, "s4rate", 1000, "S4: failures per second (new messages arrive at a third of it and fail in each of 3 tiers)")
@@ -72,6 +81,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.s5Pairs, "s5pairs", 200, "S5: messages of each kind (100 ms and 5 s)")
 	fs.IntVar(&c.s6Messages, "s6n", 100000, "S6: messages left waiting in the retry tier")
 	fs.DurationVar(&c.timeout, "timeout", 3*time.Minute, "bound on one measured run")
+	fs.StringVar(&only, "only", "", "comma-separated contender ids (raw, dlx, async, dlx8, wag, ...) to run beside each scenario's first; default all")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	fs.StringVar(&c.child, "child", "", "internal: run a probe in this process")
 	fs.StringVar(&c.childQueue, "childqueue", "", "internal: the probe's work queue")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +92,16 @@ func parseFlags(args []string) (config, error) {
 		c.url = defaultURL()
 	}
 	c.scenarios = strings.Split(strings.ToUpper(strings.ReplaceAll(scen, " ", "")), ",")
+	if only != "" {
+		c.only = strings.Split(strings.ReplaceAll(only, " ", ""), ",")
+	}
+	for _, g := range strings.Split(goroutines, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(g))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("-goroutines: %q is not a positive number", g)
+		}
+		c.goroutines = append(c.goroutines, n)
+	}
 	return c, c.validate()
 }
 
@@ -97,8 +118,8 @@ func (c config) validate() error {
 		return fmt.Errorf("-size must be positive")
 	case c.concurrency < 1 || c.prefetch < c.concurrency:
 		return fmt.Errorf("want 1 <= -concurrency <= -prefetch")
-	case c.inflight < 1 || c.rounds < 1 || c.s4Rate < 1 || c.s4Time <= 0:
-		return fmt.Errorf("-inflight, -rounds, -s4rate and -s4time must be positive")
+	case c.inflight < 1 || c.rounds < 1 || c.s4Rate < 1 || c.s4Time <= 0 || c.s3Time <= 0:
+		return fmt.Errorf("-inflight, -rounds, -s3time, -s4rate and -s4time must be positive")
 	}
 	return nil
 }
@@ -124,7 +145,7 @@ func main() {
 	if cfg.child != "" {
 		err = runChild(ctx, cfg, os.Stdout)
 	} else {
-		err = run(ctx, cfg, os.Stdout)
+		err = profiled(cfg.cpuProfile, func() error { return run(ctx, cfg, os.Stdout) })
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -161,6 +182,24 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Finished in %s; load average at the end: %s.\n", time.Since(start).Round(time.Second), loadAverage())
 	return nil
+}
+
+// profiled runs f, writing a CPU profile of it to path unless path is "".
+func profiled(path string, f func() error) error {
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return err
+	}
+	err = f()
+	pprof.StopCPUProfile()
+	return errors.Join(err, out.Close())
 }
 
 // progress reports on stderr, so that stdout holds only the tables.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,19 +12,46 @@ import (
 	"github.com/dlxretry/dlxretry"
 )
 
-// contender is one way of doing a scenario's job, measured on n messages.
+// contender is one way of doing a scenario's job, measured on a size of
+// work.
 type contender struct {
 	id      string // short, for entity names
 	name    string
 	once    bool   // sleep-bound, so stable: measured in the first round only
+	maxN    int    // if set, a run does at most this many messages
 	note    string // set when it cannot run: why
-	measure func(ctx context.Context, e *env, label string, n int) (result, error)
+	measure func(ctx context.Context, e *env, label string, sz size) (result, error)
 }
 
-// runRounds warms every contender up on warm messages, then measures each
-// one e.cfg.rounds times on n messages, rotating the order every round so
-// that no contender always runs first or last.
-func runRounds(ctx context.Context, e *env, scen string, cs []contender, n, warm int) ([]summary, error) {
+// size is how much one run does: n messages, or as many as it can in d
+// (then n is 0).
+type size struct {
+	n int
+	d time.Duration
+}
+
+func (s size) String() string {
+	if s.d > 0 {
+		return s.d.String()
+	}
+	return fmt.Sprintf("%d messages", s.n)
+}
+
+// of is s for contender c.
+func (s size) of(c contender) size {
+	if c.maxN > 0 && s.n > c.maxN {
+		s.n = c.maxN
+	}
+	return s
+}
+
+// runRounds warms every contender up on warm, then measures each one
+// e.cfg.rounds times on sz, rotating the order every round so that no
+// contender always runs first or last.
+func runRounds(ctx context.Context, e *env, scen string, cs []contender, sz, warm size) ([]summary, error) {
+	if e.cfg.only != nil {
+		cs = slices.DeleteFunc(slices.Clone(cs), func(c contender) bool { return c.id != cs[0].id && !slices.Contains(e.cfg.only, c.id) })
+	}
 	sums := make([]summary, len(cs))
 	for i, c := range cs {
 		sums[i] = summary{name: c.name, note: c.note}
@@ -32,8 +60,8 @@ func runRounds(ctx context.Context, e *env, scen string, cs []contender, n, warm
 		if c.note != "" {
 			continue
 		}
-		progress("%s warm-up: %s (%d messages)", scen, c.name, warm)
-		if _, err := c.measure(ctx, e, scen+".warm."+c.id, warm); err != nil {
+		progress("%s warm-up: %s (%s)", scen, c.name, warm.of(c))
+		if _, err := c.measure(ctx, e, scen+".warm."+c.id, warm.of(c)); err != nil {
 			return nil, fmt.Errorf("%s warm-up: %w", c.name, err)
 		}
 	}
@@ -44,7 +72,7 @@ func runRounds(ctx context.Context, e *env, scen string, cs []contender, n, warm
 			if c.note != "" || (c.once && r > 0) {
 				continue
 			}
-			res, err := c.measure(ctx, e, fmt.Sprintf("%s.%d.%s", scen, r+1, c.id), n)
+			res, err := c.measure(ctx, e, fmt.Sprintf("%s.%d.%s", scen, r+1, c.id), sz.of(c))
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, err)
 			}
@@ -69,8 +97,9 @@ type consumeFunc func(e *env, t target, m *meter) (*consumer, error)
 
 // consumeRun measures a consumer on a queue filled with n messages
 // beforehand: from its first delivery to its n-th success.
-func consumeRun(declare declareFunc, consume consumeFunc) func(context.Context, *env, string, int) (result, error) {
-	return func(ctx context.Context, e *env, label string, n int) (res result, err error) {
+func consumeRun(declare declareFunc, consume consumeFunc) func(context.Context, *env, string, size) (result, error) {
+	return func(ctx context.Context, e *env, label string, sz size) (res result, err error) {
+		n := sz.n
 		t, err := declare(ctx, e, e.name(label))
 		defer func() {
 			if ferr := e.forget(t.names...); ferr != nil && err == nil {
@@ -114,23 +143,23 @@ func dlxTopology(delays ...time.Duration) declareFunc {
 	}
 }
 
-// throughputTable renders contenders' rates against the first one's.
+// throughputTable renders contenders' rates, and their client CPU per
+// message, against the first one's.
 func throughputTable(title string, sums []summary, withDrain bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\n", title)
+	head := "| contender | msg/s (median) | min – max |"
 	if withDrain {
-		b.WriteString("| contender | msg/s (median) | min – max | time to drain | vs " + sums[0].name + " | CPU/msg: client | broker | runs |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	} else {
-		b.WriteString("| contender | msg/s (median) | min – max | vs " + sums[0].name + " | CPU/msg: client | broker | runs |\n|---|--:|--:|--:|--:|--:|--:|\n")
+		head += " time to drain |"
 	}
+	head += " vs " + sums[0].name + " | CPU/msg: client | client vs first | broker | runs |"
+	cols := strings.Count(head, "|") - 1
+	b.WriteString(head + "\n|---|" + strings.Repeat("--:|", cols-1) + "\n")
 	base := sums[0].medianRate()
+	baseCPU, _ := sums[0].medianCPU()
 	for _, s := range sums {
 		if s.note != "" {
-			cols := 6
-			if withDrain {
-				cols = 7
-			}
-			fmt.Fprintf(&b, "| %s | %s |%s\n", s.name, s.note, strings.Repeat(" |", cols-1))
+			fmt.Fprintf(&b, "| %s | %s |%s\n", s.name, s.note, strings.Repeat(" |", cols-2))
 			continue
 		}
 		lo, hi := s.rateRange()
@@ -139,8 +168,8 @@ func throughputTable(title string, sums []summary, withDrain bool) string {
 			drain = " " + s.medianElapsed().Round(time.Millisecond).String() + " |"
 		}
 		client, broker := s.medianCPU()
-		fmt.Fprintf(&b, "| %s | %s | %s – %s |%s %s | %s | %s | %d |\n", s.name, rate(s.medianRate()), rate(lo), rate(hi), drain,
-			ratio(s.medianRate(), base), micros(client), micros(broker), len(s.runs))
+		fmt.Fprintf(&b, "| %s | %s | %s – %s |%s %s | %s | %s | %s | %d |\n", s.name, rate(s.medianRate()), rate(lo), rate(hi), drain,
+			ratio(s.medianRate(), base), micros(client), times(float64(client), float64(baseCPU)), micros(broker), len(s.runs))
 	}
 	return b.String()
 }

@@ -53,7 +53,7 @@ func s1Wm(e *env, t target, m *meter) (*consumer, error) {
 }
 
 func runS1(ctx context.Context, e *env) (string, error) {
-	sums, err := runRounds(ctx, e, "S1", s1Contenders(), e.cfg.n, min(e.cfg.n, 2000))
+	sums, err := runRounds(ctx, e, "S1", s1Contenders(), size{n: e.cfg.n}, size{n: min(e.cfg.n, 2000)})
 	if err != nil {
 		return "", err
 	}

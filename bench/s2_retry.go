@@ -33,7 +33,7 @@ func s2Contenders() []contender {
 		{id: "repub", name: "republish + per-message expiration (samber/go-amqp-pubsub's mechanism)", measure: consumeRun(republishQueues, s2Republish)},
 		{id: "samber", name: "samber/go-amqp-pubsub", note: samberNote},
 		{id: "repubc", name: "republish with a confirm before the ack (no loss window)", measure: consumeRun(republishQueues, s2RepublishConfirmed)},
-		{id: "wm", name: "watermill Router + Retry middleware (in-process)", once: true, measure: consumeRun(plainQueue, s2Wm)},
+		{id: "wm", name: "watermill Router + Retry middleware (in-process)", once: true, maxN: 1000, measure: consumeRun(plainQueue, s2Wm)},
 	}
 }
 
@@ -203,7 +203,7 @@ func s2Wm(e *env, t target, m *meter) (*consumer, error) {
 }
 
 func runS2(ctx context.Context, e *env) (string, error) {
-	sums, err := runRounds(ctx, e, "S2", s2Contenders(), e.cfg.n2, min(e.cfg.n2, 200))
+	sums, err := runRounds(ctx, e, "S2", s2Contenders(), size{n: e.cfg.n2}, size{n: min(e.cfg.n2, 200)})
 	if err != nil {
 		return "", err
 	}

@@ -182,3 +182,11 @@ func ratio(x, base float64) string {
 	}
 	return fmt.Sprintf("%.0f%%", 100*x/base)
 }
+
+// times is x as a multiple of base, as in "1.25×".
+func times(x, base float64) string {
+	if base == 0 || x == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", x/base)
+}
