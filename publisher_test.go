@@ -170,7 +170,8 @@ func TestPublishAcrossConnectionCuts(t *testing.T) {
 		t.Fatal(err)
 	}
 	queued := map[string]bool{}
-	for _, d := range getAll(t, topo.Queue, messageCount(t, topo.Queue), 10*time.Second) {
+	// One basic.get per message: thousands take a while on a loaded machine.
+	for _, d := range getAll(t, topo.Queue, messageCount(t, topo.Queue), time.Minute) {
 		queued[string(d.Body)] = true
 	}
 	for body := range confirmed {
