@@ -189,7 +189,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // refused tells the broker's answers that another connection attempt cannot
 // change: refused credentials, a missing vhost, missing permissions.
 func refused(err error) bool {
-	if ae, ok := errors.AsType[*amqp.Error](err); ok {
+	if ae, ok := asType[*amqp.Error](err); ok {
 		// amqp091-go reports a missing vhost as the broker's 530, and
 		// missing permissions come as 403.
 		if ae.Code == amqp.NotAllowed || ae.Code == amqp.AccessRefused {
@@ -203,10 +203,10 @@ func refused(err error) bool {
 // be made (see [ConnectError]), a closed [Conn], or a topology that clashes
 // with the broker's.
 func fatal(err error) bool {
-	if de, ok := errors.AsType[*DeclareError](err); ok && de.Argument != "" {
+	if de, ok := asType[*DeclareError](err); ok && de.Argument != "" {
 		return true
 	}
-	if _, ok := errors.AsType[*ConnectError](err); ok {
+	if _, ok := asType[*ConnectError](err); ok {
 		return true
 	}
 	return refused(err) || errors.Is(err, ErrClosed)

@@ -2,7 +2,6 @@ package dlxretry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -114,6 +113,6 @@ type PanicError struct {
 func (e *PanicError) Error() string { return fmt.Sprintf("dlxretry: handler panicked: %v", e.Value) }
 
 func isPermanent(err error) bool {
-	_, ok := errors.AsType[*PermanentError](err)
+	_, ok := asType[*PermanentError](err)
 	return ok
 }

@@ -131,3 +131,35 @@ func declareError(kind, name string, err error) error {
 	}
 	return de
 }
+
+// asType finds the first error in err's tree of type T, as errors.As does
+// (an error's own As method included), without the allocation errors.As
+// makes for its target: isPermanent runs on every failure.
+func asType[T error](err error) (T, bool) {
+	var zero T
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		if x, ok := err.(interface{ As(any) bool }); ok {
+			var t T
+			if x.As(&t) {
+				return t, true
+			}
+		}
+		switch x := err.(type) {
+		case interface{ Unwrap() error }:
+			err = x.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				if t, ok := asType[T](e); ok {
+					return t, true
+				}
+			}
+			return zero, false
+		default:
+			return zero, false
+		}
+	}
+	return zero, false
+}

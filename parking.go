@@ -61,7 +61,7 @@ func (p *parker) parked(d *Delivery, cause error, now time.Time) amqp.Publishing
 	h[HeaderOriginalExchange] = d.OriginalExchange()
 	h[HeaderOriginalRoutingKey] = d.OriginalRoutingKey()
 	h[HeaderPermanent] = isPermanent(cause)
-	if pe, ok := errors.AsType[*PanicError](cause); ok {
+	if pe, ok := asType[*PanicError](cause); ok {
 		h[HeaderStack] = truncateUTF8(string(pe.Stack), stackLimit)
 	}
 	msg := wire.Publishing(d.Delivery, h)

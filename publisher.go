@@ -416,11 +416,11 @@ func told(err error) bool {
 			return true
 		}
 	}
-	if ae, ok := errors.AsType[*amqp.Error](err); ok && ae.Server {
+	if ae, ok := asType[*amqp.Error](err); ok && ae.Server {
 		return true
 	}
-	_, config := errors.AsType[*ConfigError](err)
-	_, connect := errors.AsType[*ConnectError](err)
+	_, config := asType[*ConfigError](err)
+	_, connect := asType[*ConnectError](err)
 	return config || connect
 }
 
@@ -568,7 +568,7 @@ func (p *Publisher) publishAlone(ctx context.Context, l *link, exchange, key str
 	defer (&pubChannel{l: l, cc: cc}).close()
 	cc.alone = true
 	err = cc.publish(ctx, exchange, key, msg)
-	if ae, ok := errors.AsType[*amqp.Error](err); ok && ae.Code == amqp.NotFound {
+	if ae, ok := asType[*amqp.Error](err); ok && ae.Code == amqp.NotFound {
 		p.forgetExchanges()
 	}
 	return err
@@ -650,7 +650,7 @@ func declarePassive(ctx context.Context, l *link, exchange string) error {
 	done := l.guard(ctx)
 	err = ch.ExchangeDeclarePassive(exchange, "", true, false, false, false, nil)
 	done()
-	ae, _ := errors.AsType[*amqp.Error](err)
+	ae, _ := asType[*amqp.Error](err)
 	switch {
 	case err == nil:
 		return nil
