@@ -18,6 +18,7 @@ import (
 // line and OnDisconnect with an error wrapping ErrConnectionLost and the
 // broker's reason, as the Hooks doc promises, not only failed dials.
 func TestPublisherReportsLostConnection(t *testing.T) {
+	long(t)
 	t.Parallel()
 	queue := brokertest.Queue(t, "q", nil)
 	name := brokertest.Name(t, "pub")
@@ -72,6 +73,7 @@ func TestPublisherReportsLostConnection(t *testing.T) {
 // channel's notification came first is chance). Its own connection does not
 // report the loss a second time.
 func TestConsumerSessionEndsWithConnectionLost(t *testing.T) {
+	long(t)
 	t.Parallel()
 	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
 	name := brokertest.Name(t, "consumer")

@@ -38,6 +38,7 @@ func connections(t *testing.T, name string) int {
 // consumer; when the connection is lost, the consumer's session ends and
 // resumes on the next connection, and the publisher publishes on it.
 func TestSharedConn(t *testing.T) {
+	long(t)
 	t.Parallel()
 	topo := declare(t, dlxretry.Classic, delaysMS(50), 1)
 	name := brokertest.Name(t, "conn")
@@ -162,6 +163,7 @@ func TestSharedConnClose(t *testing.T) {
 // own (its connection name wins over the Properties'), and WithDialer makes
 // the TCP connection.
 func TestAMQPConfigApplies(t *testing.T) {
+	long(t)
 	t.Parallel()
 	name := brokertest.Name(t, "conn")
 	var dials atomic.Int32

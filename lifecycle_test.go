@@ -56,6 +56,7 @@ func startRun(t *testing.T, c *dlxretry.Consumer) (cancel context.CancelFunc, do
 // *ShutdownError naming it, and what the handler returns afterwards settles
 // nothing and reaches no hook.
 func TestRunDoesNotWaitForHandlersOfADeadConnection(t *testing.T) {
+	long(t)
 	t.Parallel()
 	topo := declare(t, dlxretry.Classic, delaysMS(50), 3)
 	name := brokertest.Name(t, "conn")

@@ -216,6 +216,7 @@ func TestSwitchingToPolicyModeIsADeclareError(t *testing.T) {
 // With the policies applied by rabbitmqctl, a topology in policy mode
 // retries on its schedule and parks at the threshold, as with arguments.
 func TestRetryByPolicy(t *testing.T) {
+	long(t)
 	for _, typ := range queueTypes {
 		t.Run(string(typ), func(t *testing.T) {
 			t.Parallel()

@@ -21,6 +21,7 @@ import (
 // can tell what happened to its message; and every message confirmed is
 // in the queue.
 func TestPublishErrorsAcrossResets(t *testing.T) {
+	long(t)
 	t.Parallel()
 	q := brokertest.Queue(t, "q", nil)
 	proxy := startGateProxy(t)
@@ -143,6 +144,7 @@ func (p *gateProxy) reset() {
 // hold Publish past its ctx: the write cannot be interrupted, so the
 // connection is closed under it, and the next Publish connects again.
 func TestPublishStuckWriteEndsWithCtx(t *testing.T) {
+	long(t)
 	t.Parallel()
 	q := brokertest.Queue(t, "q", nil)
 	proxy := startGateProxy(t)

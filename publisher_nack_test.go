@@ -24,6 +24,7 @@ import (
 // (x-max-length 0, x-overflow reject-publish): the broker lists another
 // channel for the Publisher's connection afterwards, and the first is gone.
 func TestPublishNackRunMovesToFreshChannel(t *testing.T) {
+	long(t)
 	t.Parallel()
 	full := brokertest.Queue(t, "full", amqp.Table{"x-max-length": int32(0), "x-overflow": "reject-publish"})
 	ok := brokertest.Queue(t, "ok", nil)

@@ -144,6 +144,7 @@ func TestPublishUnreachable(t *testing.T) {
 // Publishing across cuts of the publisher's connection: every Publish that
 // returned nil is in the queue.
 func TestPublishAcrossConnectionCuts(t *testing.T) {
+	long(t)
 	t.Parallel()
 	topo := declare(t, dlxretry.Classic, delaysMS(100), 3)
 	name := brokertest.Name(t, "pub")

@@ -66,6 +66,7 @@ func TestTierNamesFit(t *testing.T) {
 // once lose none and may copy a few, at the instant their activations
 // race. Each ends with one tier 1 behind the first-retry exchange.
 func TestConcurrentDeclaresKeepOneFirstBinding(t *testing.T) {
+	long(t)
 	for _, c := range []struct {
 		name      string
 		schedules int
@@ -96,6 +97,7 @@ func TestConcurrentDeclaresKeepOneFirstBinding(t *testing.T) {
 // from one tier 1 to the other with one binding change each: none of the
 // first failures published meanwhile is lost or copied.
 func TestScheduleSwitchLosesAndCopiesNothing(t *testing.T) {
+	long(t)
 	for _, typ := range queueTypes {
 		t.Run(string(typ), func(t *testing.T) {
 			t.Parallel()
@@ -214,6 +216,7 @@ func publishFirstFailures(t *testing.T, topo dlxretry.Topology, stop <-chan stru
 // ones where messages still wait, and deletes those once they have
 // drained; the waiting message is handled and parked once.
 func TestRetireTiers(t *testing.T) {
+	long(t)
 	for _, typ := range queueTypes {
 		t.Run(string(typ), func(t *testing.T) {
 			t.Parallel()
