@@ -144,7 +144,9 @@ func dlxTopology(delays ...time.Duration) declareFunc {
 }
 
 // throughputTable renders contenders' rates, and their client CPU per
-// message, against the first one's.
+// message, against the first one's. "paired" is the median over rounds of
+// the rate against the first one's in the same round, which a slow spell
+// of the machine moves less than the ratio of medians.
 func throughputTable(title string, sums []summary, withDrain bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\n", title)
@@ -152,7 +154,7 @@ func throughputTable(title string, sums []summary, withDrain bool) string {
 	if withDrain {
 		head += " time to drain |"
 	}
-	head += " vs " + sums[0].name + " | CPU/msg: client | client vs first | broker | runs |"
+	head += " vs " + sums[0].name + " | paired | CPU/msg: client | client vs first | broker | runs |"
 	cols := strings.Count(head, "|") - 1
 	b.WriteString(head + "\n|---|" + strings.Repeat("--:|", cols-1) + "\n")
 	base := sums[0].medianRate()
@@ -168,8 +170,8 @@ func throughputTable(title string, sums []summary, withDrain bool) string {
 			drain = " " + s.medianElapsed().Round(time.Millisecond).String() + " |"
 		}
 		client, broker := s.medianCPU()
-		fmt.Fprintf(&b, "| %s | %s | %s – %s |%s %s | %s | %s | %s | %d |\n", s.name, rate(s.medianRate()), rate(lo), rate(hi), drain,
-			ratio(s.medianRate(), base), micros(client), times(float64(client), float64(baseCPU)), micros(broker), len(s.runs))
+		fmt.Fprintf(&b, "| %s | %s | %s – %s |%s %s | %s | %s | %s | %s | %d |\n", s.name, rate(s.medianRate()), rate(lo), rate(hi), drain,
+			ratio(s.medianRate(), base), pairedRatio(s, sums[0]), micros(client), times(float64(client), float64(baseCPU)), micros(broker), len(s.runs))
 	}
 	return b.String()
 }

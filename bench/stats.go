@@ -190,3 +190,18 @@ func times(x, base float64) string {
 	}
 	return fmt.Sprintf("%.2f×", x/base)
 }
+
+// pairedRatio is the median over rounds of s's rate against base's rate in
+// the same round.
+func pairedRatio(s, base summary) string {
+	var rs []float64
+	for i, r := range s.runs {
+		if i < len(base.runs) && base.runs[i].rate() > 0 {
+			rs = append(rs, r.rate()/base.runs[i].rate())
+		}
+	}
+	if len(rs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*median(rs))
+}
