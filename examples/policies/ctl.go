@@ -62,10 +62,11 @@ func applyPolicies(ctx context.Context, policies []dlxretry.Policy, vhost string
 	return nil
 }
 
-// clearPolicies removes the policies, with time of its own; one that is
+// clearPolicies removes the policies, with time of its own (rabbitmqctl can
+// take seconds a call on a busy machine); one that is
 // not there is no error.
 func clearPolicies(policies []dlxretry.Policy, vhost string, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := forEach(policies, func(p dlxretry.Policy) error {
 		err := rabbitmqctl(ctx, clearPolicyArgs(p, vhost)...)
