@@ -46,7 +46,12 @@ var ErrUnroutable = errors.New("dlxretry: message unroutable")
 var ErrUnconfirmed = errors.New("dlxretry: channel closed before the broker confirmed the message")
 
 // ErrNacked is wrapped by publish errors when the broker answered a publish
-// with a negative confirm.
+// with a negative confirm: it refused responsibility for the message, and
+// publishing it again is the usual answer. A full queue with x-overflow
+// reject-publish nacks. In a cluster a nack can be transient: a channel
+// opened just after the node leading a queue went down nacks every publish
+// until that node returns, while a fresh channel works; the Publisher moves
+// to a fresh channel after eight nacks in a row, after a pause.
 var ErrNacked = errors.New("dlxretry: message nacked by broker")
 
 // ErrConnectionLost is wrapped by the error of a connection that was up and
