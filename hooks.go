@@ -16,7 +16,9 @@ import (
 // start a span there and end it in the outcome hook.
 //
 // OnPublish runs on the goroutine that called [Publisher.Publish], with its
-// ctx. OnConnect and OnDisconnect run on the goroutine that connects, except
+// ctx; for [Publisher.PublishAsync] it runs on the Publisher's confirm
+// goroutine, with a background ctx: keep it quick, and do not publish or
+// wait on the Publisher from it. OnConnect and OnDisconnect run on the goroutine that connects, except
 // OnDisconnect for a lost connection, which runs on the connection's own
 // goroutine as soon as it is lost. A [Conn] calls OnConnect when its
 // connection is up and OnDisconnect when an attempt failed or its
