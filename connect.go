@@ -116,7 +116,7 @@ func (a *tcpAttempt) open(ctx context.Context, o *connOptions, network, addr str
 	}
 	a.sock = conn
 	a.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	return conn, nil
+	return newCoalescingConn(conn), nil
 }
 
 // cut stops watching ctx and reports whether ctx ended meanwhile.
