@@ -3,6 +3,8 @@ package dlxretry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -58,6 +60,30 @@ func BenchmarkParseDeaths(b *testing.B) {
 		ds, err := ParseDeaths(h)
 		if err != nil || ds.Rejections("orders") != 2 {
 			b.Fatalf("ParseDeaths = %v, %v", ds, err)
+		}
+	}
+}
+
+// BenchmarkParseDeaths20Tiers reads the history of a message that went
+// through 20 tiers: one rejected entry and 20 expired ones.
+func BenchmarkParseDeaths20Tiers(b *testing.B) {
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	entries := []any{amqp.Table{
+		"count": int64(20), "exchange": "shop", "queue": "orders", "reason": "rejected",
+		"routing-keys": []any{"order.created"}, "time": at,
+	}}
+	for i := range 20 {
+		entries = append(entries, amqp.Table{
+			"count": int64(1), "exchange": "orders.retry", "queue": fmt.Sprintf("orders.retry.%d", i+1), "reason": "expired",
+			"routing-keys": []any{strconv.Itoa(i)}, "time": at.Add(time.Duration(i) * time.Second),
+		})
+	}
+	h := amqp.Table{"x-death": entries}
+	b.ReportAllocs()
+	for b.Loop() {
+		ds, err := ParseDeaths(h)
+		if err != nil || len(ds) != 21 || ds.Rejections("orders") != 20 {
+			b.Fatalf("ParseDeaths = %d entries, %v", len(ds), err)
 		}
 	}
 }

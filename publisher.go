@@ -103,8 +103,8 @@ func NewPublisher[B Broker](broker B, opts ...PublisherOption) (*Publisher, erro
 // DeliveryMode 0 is sent persistent; one without a MessageId gets a random
 // one. Publish does not send a message twice on its own: the caller
 // decides whether to publish again after an error (a message whose channel
-// failed before the broker had it whole, which the broker drops, is sent
-// on a new channel, three times at most). Every error it returns wraps one
+// or connection had failed before the message was written is sent on a new
+// channel, three times at most). Every error it returns wraps one
 // of these:
 //
 //   - [ErrUnroutable] if no queue took the message;

@@ -58,9 +58,10 @@ func ParseDeaths(headers amqp.Table) (Deaths, error) {
 		return nil, fmt.Errorf("dlxretry: x-death is a %T, not an array", raw)
 	}
 	deaths := make(Deaths, 0, len(list))
+	keys := make([]string, 0, countKeys(list)) // one array for every entry's RoutingKeys
 	var skipped int
 	for _, item := range list {
-		d, ok := parseDeath(item)
+		d, ok := parseDeath(item, &keys)
 		if !ok {
 			skipped++
 			continue
@@ -73,7 +74,21 @@ func ParseDeaths(headers amqp.Table) (Deaths, error) {
 	return deaths, nil
 }
 
-func parseDeath(item any) (Death, bool) {
+// countKeys is how many routing keys the entries of list hold, at most.
+func countKeys(list []any) int {
+	n := 0
+	for _, item := range list {
+		if t, ok := asTable(item); ok {
+			keys, _ := t[xdeathKeys].([]any)
+			n += len(keys)
+		}
+	}
+	return n
+}
+
+// parseDeath reads one entry, appending its routing keys to keys (whose
+// capacity holds them all) and slicing them off for the entry.
+func parseDeath(item any, keys *[]string) (Death, bool) {
 	t, ok := asTable(item)
 	if !ok {
 		return Death{}, false
@@ -89,14 +104,17 @@ func parseDeath(item any) (Death, bool) {
 		return Death{}, false
 	}
 	d.Count, _ = wire.Int64(t[xdeathCount])
-	if keys, ok := t[xdeathKeys].([]any); ok {
-		d.RoutingKeys = make([]string, 0, len(keys))
-		for _, k := range keys {
+	if raw, ok := t[xdeathKeys].([]any); ok {
+		start := len(*keys)
+		for _, k := range raw {
 			switch k.(type) {
 			case string, []byte: // "" too: the key of a message published without one
-				d.RoutingKeys = append(d.RoutingKeys, wire.String(k))
+				*keys = append(*keys, wire.String(k))
 			}
 		}
+		// Capped, so that appending to one entry's keys never writes into
+		// the next entry's.
+		d.RoutingKeys = (*keys)[start:len(*keys):len(*keys)]
 	}
 	return d, true
 }

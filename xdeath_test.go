@@ -310,3 +310,20 @@ func TestXDeathFromBrokerHeader(t *testing.T) {
 		t.Errorf("Find = %+v", d)
 	}
 }
+
+// The entries' routing keys share one array: appending to one entry's
+// keys must not change the next entry's.
+func TestParseDeathsRoutingKeysAreSeparate(t *testing.T) {
+	h := amqp.Table{"x-death": []any{
+		amqp.Table{"queue": "q", "reason": "rejected", "count": int64(1), "routing-keys": []any{"a"}},
+		amqp.Table{"queue": "q.retry.1", "reason": "expired", "count": int64(1), "routing-keys": []any{"b", "c"}},
+	}}
+	ds, err := dlxretry.ParseDeaths(h)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("ParseDeaths = %v, %v", ds, err)
+	}
+	_ = append(ds[0].RoutingKeys, "changed")
+	if got := ds[1].RoutingKeys; len(got) != 2 || got[0] != "b" || got[1] != "c" {
+		t.Fatalf("second entry's keys = %q after appending to the first's, want [b c]", got)
+	}
+}
