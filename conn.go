@@ -190,7 +190,9 @@ func (c *Conn) link(ctx context.Context) (*link, error) {
 
 // redial connects to the brokers in turn, waiting with backoff between
 // failed attempts, until one answers, ctx ends, the first connection's
-// bound passes, or the broker refuses the connection.
+// bound passes, or the broker refuses the connection: at once when it says
+// so; when a connection closes during the login or vhost step (see
+// unstated), only if the next attempt, made at once, ends the same way.
 func (c *Conn) redial(ctx context.Context) (*link, error) {
 	if !c.up && c.opts.connectTimeout > 0 {
 		var cancel context.CancelFunc
@@ -199,6 +201,7 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 	}
 	b := newBackoff(c.opts.reconnectMin, c.opts.reconnectMax)
 	var last failure // the last attempt that failed by itself, not cut short by ctx
+	var unsure bool  // the last attempt's connection closed during the login or vhost step
 	for n := 1; ; n++ {
 		index := c.next % len(c.urls)
 		url := c.urls[index]
@@ -209,12 +212,16 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 			return newLink(conn, sock, url, index, c.opts.logger, c.lost), nil
 		}
 		c.next++
-		if refused(err) {
+		if refused(err) && (unsure || !unstated(err)) {
 			return nil, &ConnectError{Broker: redact(url), Attempts: n, Err: err}
 		}
+		unsure = unstated(err)
 		if ctx.Err() == nil {
 			last = failure{url, err}
 			wait := b.NextBackOff()
+			if unsure {
+				wait = 0 // the next attempt tells a refusal from a cut: at once
+			}
 			c.opts.disconnected(url, err, wait)
 			_ = sleep(ctx, wait)
 		}

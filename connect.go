@@ -199,6 +199,17 @@ func refused(err error) bool {
 	return errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL)
 }
 
+// unstated reports whether err is amqp091-go's reading of a connection that
+// closed during the handshake's login or vhost step, rather than a refusal
+// the broker sent. RabbitMQ closes the connection without a word on bad
+// credentials (it would say why to a client that advertised
+// authentication_failure_close, which amqp091-go does not), so that is how
+// refused credentials look; but a broker going down, or a load balancer
+// losing its backend, at that moment looks the same.
+func unstated(err error) bool {
+	return errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost)
+}
+
 // fatal tells errors that end [Consumer.Run]: a connection that could not
 // be made (see [ConnectError]), a closed [Conn], or a topology that clashes
 // with the broker's.

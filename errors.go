@@ -22,6 +22,11 @@ var ErrConnectTimeout = errors.New("dlxretry: no connection within the connect t
 // broker answered within [WithConnectTimeout] (errors.Is with
 // [ErrConnectTimeout]). It wraps the last attempt's error. Its text never
 // shows a password.
+//
+// RabbitMQ answers bad credentials by closing the connection during the
+// login, which a broker going down or a proxy losing its backend at that
+// moment also does: such a close is taken for refused credentials only when
+// the next attempt, made at once, ends the same way.
 type ConnectError struct {
 	Broker   string // the URL of the last attempt, password hidden
 	Attempts int
