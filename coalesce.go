@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // maxBatch is how many bytes a coalescingConn holds unwritten before
@@ -37,6 +39,9 @@ type coalescingConn struct {
 	spare   []byte        // the batch before last, to reuse
 	writing chan struct{} // closed when the writing goroutine ends; nil when none runs
 	err     error         // the socket's write error, or net.ErrClosed after Close
+	queued  uint64        // bytes taken by Write, ever
+	sent    uint64        // bytes the socket took, ever
+	moved   chan struct{} // closed when sent moves or err is set; nil when nobody waits
 }
 
 func newCoalescingConn(sock net.Conn) *coalescingConn {
@@ -57,6 +62,7 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		return 0, c.err
 	}
 	c.batch = append(c.batch, p...)
+	c.queued += uint64(len(p))
 	if c.writing == nil {
 		c.writing = make(chan struct{})
 		go c.flush(c.writing)
@@ -76,19 +82,61 @@ func (c *coalescingConn) flush(done chan struct{}) {
 		c.mu.Unlock()
 		_, err := c.Conn.Write(out)
 		c.mu.Lock()
-		if cap(out) <= 2*maxBatch {
-			c.spare = out[:0]
-		}
 		if err != nil && c.err == nil {
 			c.err = err
 			_ = c.Conn.Close()
 		}
+		if err == nil {
+			c.sent += uint64(len(out))
+		}
+		if cap(out) <= 2*maxBatch {
+			c.spare = out[:0]
+		}
+		c.wake()
 	}
 	if c.err != nil {
 		c.batch = nil // never to be written
 	}
 	c.writing = nil
 	c.room.Broadcast()
+	c.wake()
+}
+
+// wake wakes those who wait in flushed. Call it holding c.mu.
+func (c *coalescingConn) wake() {
+	if c.moved != nil {
+		close(c.moved)
+		c.moved = nil
+	}
+}
+
+// mark is a position in what was written: everything written before mark
+// is called is before it.
+func (c *coalescingConn) mark() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued
+}
+
+// flushed waits until the socket has taken everything written before mark,
+// and returns nil; or the error that stopped the socket from taking it.
+// It waits as long as a write to the socket itself would have.
+func (c *coalescingConn) flushed(mark uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.sent < mark && c.err == nil {
+		if c.moved == nil {
+			c.moved = make(chan struct{})
+		}
+		moved := c.moved
+		c.mu.Unlock()
+		<-moved
+		c.mu.Lock()
+	}
+	if c.sent >= mark {
+		return nil
+	}
+	return c.err
 }
 
 // Close lets what was written before it reach the socket, waiting
@@ -110,6 +158,37 @@ func (c *coalescingConn) Close() error {
 		c.err = net.ErrClosed
 	}
 	c.room.Broadcast()
+	c.wake()
 	c.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// flushedAcks settles deliveries through ack and returns once the socket
+// has taken the settlement, as it did when amqp091-go wrote it itself: a
+// lost connection then loses at most one settlement per handler, the one
+// it was writing. Settlements of several handlers still go out together.
+type flushedAcks struct {
+	ack    amqp.Acknowledger
+	writes *coalescingConn
+}
+
+func (a flushedAcks) Ack(tag uint64, multiple bool) error {
+	return a.written(a.ack.Ack(tag, multiple))
+}
+
+func (a flushedAcks) Nack(tag uint64, multiple, requeue bool) error {
+	return a.written(a.ack.Nack(tag, multiple, requeue))
+}
+
+func (a flushedAcks) Reject(tag uint64, requeue bool) error {
+	return a.written(a.ack.Reject(tag, requeue))
+}
+
+// written waits for what was written so far to reach the socket, unless
+// the settlement failed already.
+func (a flushedAcks) written(err error) error {
+	if err != nil {
+		return err
+	}
+	return a.writes.flushed(a.writes.mark())
 }

@@ -148,3 +148,57 @@ func TestCoalescingConnBoundsWhatItHolds(t *testing.T) {
 		t.Fatal("a write after the socket failed succeeded")
 	}
 }
+
+// flushed returns once the socket has taken what was written before the
+// mark, and with the socket's error when it never will.
+func TestCoalescingConnFlushed(t *testing.T) {
+	client, server := socketPair(t)
+	c := newCoalescingConn(client)
+	if _, err := c.Write([]byte("ack")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.flushed(c.mark()); err != nil {
+		t.Fatalf("flushed: %v", err)
+	}
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "ack" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+
+	// Nobody reads: fill the socket, then the batch.
+	chunk := make([]byte, 64<<10)
+	go func() {
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	var mark uint64
+	for tries := 0; ; tries++ {
+		mark = c.mark()
+		time.Sleep(300 * time.Millisecond)
+		if c.mark() == mark {
+			break
+		}
+		if tries == 30 {
+			t.Fatal("Write never waits for the socket")
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- c.flushed(mark) }()
+	select {
+	case err := <-errc:
+		t.Fatalf("flushed returned %v while the socket takes nothing", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	_ = client.Close()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("flushed returned nil for bytes the socket never took")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("flushed still waits after the socket was closed")
+	}
+}

@@ -205,11 +205,13 @@ func (c *Conn) redial(ctx context.Context) (*link, error) {
 	for n := 1; ; n++ {
 		index := c.next % len(c.urls)
 		url := c.urls[index]
-		conn, sock, err := dial(ctx, url, &c.opts)
+		conn, tcp, err := dial(ctx, url, &c.opts)
 		if err == nil {
 			c.next = index
 			c.opts.connected(url)
-			return newLink(conn, sock, url, index, c.opts.logger, c.lost), nil
+			l := newLink(conn, tcp.sock, url, index, c.opts.logger, c.lost)
+			l.writes = tcp.writes
+			return l, nil
 		}
 		c.next++
 		if refused(err) && (unsure || !unstated(err)) {
@@ -266,11 +268,12 @@ func within(ctx, life context.Context) (_ context.Context, done func()) {
 
 // link is one AMQP connection of a Conn.
 type link struct {
-	conn  *amqp.Connection
-	sock  net.Conn // the TCP connection under TLS and AMQP
-	url   string
-	index int // url's place among the Conn's URLs
-	log   *slog.Logger
+	conn   *amqp.Connection
+	sock   net.Conn        // the TCP connection under TLS and AMQP
+	writes *coalescingConn // what amqp091-go writes to, over sock
+	url    string
+	index  int // url's place among the Conn's URLs
+	log    *slog.Logger
 
 	mu        sync.Mutex
 	unblocked chan struct{} // closed while the broker lets the connection publish

@@ -71,8 +71,9 @@ const dialTimeout = 30 * time.Second
 // dial opens a connection to url without amqp091-go's own recovery
 // (Config.Recovery): the library supervises its connections itself. ctx
 // bounds the whole attempt: TCP connect, TLS and the AMQP handshake. It
-// returns the TCP connection too, which can unblock a stuck write.
-func dial(ctx context.Context, url string, o *connOptions) (*amqp.Connection, net.Conn, error) {
+// returns the TCP connection too, which can unblock a stuck write, and the
+// coalescingConn over it.
+func dial(ctx context.Context, url string, o *connOptions) (*amqp.Connection, *tcpAttempt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -90,14 +91,15 @@ func dial(ctx context.Context, url string, o *connOptions) (*amqp.Connection, ne
 	case err != nil:
 		return nil, nil, err
 	}
-	return conn, tcp.sock, nil
+	return conn, &tcp, nil
 }
 
 // tcpAttempt is the TCP connection of one connection attempt, under a
 // deadline that ctx moves up to now when it ends.
 type tcpAttempt struct {
-	sock net.Conn
-	stop func() bool
+	sock   net.Conn
+	writes *coalescingConn // over sock: what amqp091-go writes to
+	stop   func() bool
 }
 
 func (a *tcpAttempt) open(ctx context.Context, o *connOptions, network, addr string) (net.Conn, error) {
@@ -114,9 +116,9 @@ func (a *tcpAttempt) open(ctx context.Context, o *connOptions, network, addr str
 		conn.Close()
 		return nil, err
 	}
-	a.sock = conn
+	a.sock, a.writes = conn, newCoalescingConn(conn)
 	a.stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	return newCoalescingConn(conn), nil
+	return a.writes, nil
 }
 
 // cut stops watching ctx and reports whether ctx ended meanwhile.

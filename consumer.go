@@ -215,6 +215,9 @@ func (c *Consumer) startWorkers(hctx context.Context, s *session, run *running) 
 					continue // left unacked: the broker requeues it when the channel closes
 				}
 				done := run.started(d)
+				if s.link.writes != nil {
+					d.Acknowledger = flushedAcks{ack: d.Acknowledger, writes: s.link.writes}
+				}
 				s.proc.process(hctx, d)
 				done()
 			}
