@@ -185,10 +185,14 @@ func (l *Lot) visit(ctx context.Context, f Filter, opts []Option, w *walk) (Repo
 	return w.rep, err
 }
 
-// awaitPutBack waits, a second at most, until the parking queue holds as many
-// ready messages as the operation left there, for queues that put returned
-// messages back asynchronously (quorum queues). Others taking messages from
-// the queue at the same time make it wait the full second.
+// putBackWait bounds awaitPutBack.
+const putBackWait = 5 * time.Second
+
+// awaitPutBack waits, putBackWait at most, until the parking queue holds as
+// many ready messages as the operation left there, for queues that put
+// returned messages back asynchronously (quorum queues; on a busy 4.3 broker
+// this took over a second). Others taking messages from the queue at the
+// same time make it wait the full time.
 func (l *Lot) awaitPutBack(ctx context.Context, rep Report) {
 	if rep.Kept == 0 {
 		return
@@ -199,7 +203,7 @@ func (l *Lot) awaitPutBack(ctx context.Context, rep Report) {
 	}
 	defer closeChannel(ch)
 	want := rep.Total - rep.Acted
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(putBackWait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		q, err := ch.QueueDeclarePassive(l.topo.ParkingQueue(), true, false, false, false, nil)
 		if err != nil || q.Messages >= want {
 			return
