@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -103,30 +102,8 @@ func TestCoalescingConnKeepsEveryWrite(t *testing.T) {
 func TestCoalescingConnBoundsWhatItHolds(t *testing.T) {
 	client, _ := socketPair(t)
 	c := newCoalescingConn(client)
-	chunk := make([]byte, 16<<10)
-	var taken atomic.Int64
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := c.Write(chunk); err != nil {
-				errc <- err
-				return
-			}
-			taken.Add(int64(len(chunk)))
-		}
-	}()
-	// The socket's buffers fill, then the batch; then Write waits.
-	var before int64
-	for tries := 0; ; tries++ {
-		before = taken.Load()
-		time.Sleep(300 * time.Millisecond)
-		if taken.Load() == before {
-			break
-		}
-		if tries == 30 {
-			t.Fatalf("Write still takes bytes after %d MiB that nobody reads", before>>20)
-		}
-	}
+	const chunk = 16 << 10
+	before, errc := fillUntilWriteWaits(t, c, chunk)
 	select {
 	case err := <-errc:
 		t.Fatalf("write failed before the socket was closed: %v", err)
@@ -141,10 +118,10 @@ func TestCoalescingConnBoundsWhatItHolds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Write still waits after the socket was closed")
 	}
-	if n := taken.Load(); n-before > int64(len(chunk)) {
+	if n := c.mark(); n-before > chunk {
 		t.Fatalf("%d bytes taken after Write seemed to wait", n-before)
 	}
-	if _, err := c.Write(chunk); err == nil {
+	if _, err := c.Write([]byte("x")); err == nil {
 		t.Fatal("a write after the socket failed succeeded")
 	}
 }
@@ -166,25 +143,7 @@ func TestCoalescingConnFlushed(t *testing.T) {
 	}
 
 	// Nobody reads: fill the socket, then the batch.
-	chunk := make([]byte, 64<<10)
-	go func() {
-		for {
-			if _, err := c.Write(chunk); err != nil {
-				return
-			}
-		}
-	}()
-	var mark uint64
-	for tries := 0; ; tries++ {
-		mark = c.mark()
-		time.Sleep(300 * time.Millisecond)
-		if c.mark() == mark {
-			break
-		}
-		if tries == 30 {
-			t.Fatal("Write never waits for the socket")
-		}
-	}
+	mark, _ := fillUntilWriteWaits(t, c, 64<<10)
 	errc := make(chan error, 1)
 	go func() { errc <- c.flushed(mark) }()
 	select {
@@ -200,5 +159,32 @@ func TestCoalescingConnFlushed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("flushed still waits after the socket was closed")
+	}
+}
+
+// fillUntilWriteWaits writes chunks of size bytes to c from a goroutine
+// until Write waits, the peer reading nothing, and returns how much Write
+// had taken then, and where the goroutine's Write error will come.
+func fillUntilWriteWaits(t *testing.T, c *coalescingConn, size int) (uint64, <-chan error) {
+	t.Helper()
+	chunk := make([]byte, size)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := c.Write(chunk); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	for tries := 0; ; tries++ {
+		taken := c.mark()
+		time.Sleep(300 * time.Millisecond)
+		if c.mark() == taken {
+			return taken, errc
+		}
+		if tries == 30 {
+			t.Fatalf("Write still takes bytes after %d MiB that nobody reads", taken>>20)
+		}
 	}
 }

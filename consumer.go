@@ -206,6 +206,10 @@ func (s *session) close() {
 // startWorkers runs the handlers until the delivery stream ends; run counts
 // them, so that they may outlive the session but not Run.
 func (c *Consumer) startWorkers(hctx context.Context, s *session, run *running) {
+	var acks amqp.Acknowledger // s.ch, whose settlements wait for the socket
+	if s.link.writes != nil {
+		acks = flushedAcks{ack: s.ch, writes: s.link.writes}
+	}
 	for range c.opts.concurrency {
 		run.wg.Add(1)
 		go func() {
@@ -215,8 +219,8 @@ func (c *Consumer) startWorkers(hctx context.Context, s *session, run *running) 
 					continue // left unacked: the broker requeues it when the channel closes
 				}
 				done := run.started(d)
-				if s.link.writes != nil {
-					d.Acknowledger = flushedAcks{ack: d.Acknowledger, writes: s.link.writes}
+				if acks != nil {
+					d.Acknowledger = acks
 				}
 				s.proc.process(hctx, d)
 				done()
